@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The test bed: a real Docker engine and a real Elasticsearch server on this host.
+#
+#   scripts/testbed.sh up       start what is missing (idempotent), build the test image
+#   scripts/testbed.sh down     stop what `up` started, delete the test server's data
+#   scripts/testbed.sh status   say what answers, and which versions
+#
+# Docker: the engine that answers is used as is; otherwise Debian's docker.io is
+# installed if needed and dockerd started with no bridge network and no iptables.
+# Elasticsearch: ES_URL (with ES_USERNAME/ES_PASSWORD or ES_API_KEY) if set;
+# otherwise the official distribution zip from Maven Central, cached outside the
+# repository, run as an unprivileged user on 127.0.0.1:9200 with a 512 MB heap.
+# Only processes this script started (recorded by PID in $STATE) are ever stopped.
+set -euo pipefail
+
+STATE=${SHIPPER_TESTBED_DIR:-/var/lib/shipper-testbed}
+CACHE=${SHIPPER_TESTBED_CACHE:-/var/cache/shipper-testbed}
+ES_VERSION=${SHIPPER_TESTBED_ES_VERSION:-8.19.21}
+ES_USER=shipper-es
+ES_LOCAL_URL=http://127.0.0.1:9200
+MAVEN=https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-test-zip/elasticsearch
+TEST_IMAGE=${SHIPPER_TEST_IMAGE:-shipper-testbed/busybox:1}
+
+say() { printf '[testbed] %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+wait_for() { # seconds description command...
+    local deadline=$((SECONDS + $1)) what=$2; shift 2
+    until "$@" >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { say "$what: gave up waiting"; return 1; }
+        sleep 0.5
+    done
+}
+
+apt_install() { # package...
+    say "installing Debian packages: $*"
+    if [[ ! -f "$STATE/.apt-updated" ]]; then
+        apt-get update -qq >&2 && mkdir -p "$STATE" && touch "$STATE/.apt-updated"
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+pid_alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# ------------------------------------------------------------------ docker
+
+docker_up() {
+    if docker info >/dev/null 2>&1; then
+        say "docker: using the engine that answers ($(docker version -f '{{.Server.Version}}'))"
+    else
+        command -v dockerd >/dev/null || apt_install docker.io
+        mkdir -p "$STATE"
+        say "docker: starting dockerd --bridge=none --iptables=false (log: $STATE/dockerd.log)"
+        nohup dockerd --bridge=none --iptables=false --ip-masq=false \
+            --pidfile "$STATE/dockerd.pid" >"$STATE/dockerd.log" 2>&1 &
+        wait_for 60 dockerd docker info || { tail -20 "$STATE/dockerd.log" >&2; die "dockerd did not answer within 60s"; }
+        say "docker: engine $(docker version -f '{{.Server.Version}}') (API $(docker version -f '{{.Server.APIVersion}}')) answering"
+    fi
+    test_image_up
+}
+
+test_image_up() {
+    if docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
+        say "docker: test image $TEST_IMAGE present"
+        return
+    fi
+    [[ -x /bin/busybox ]] && /bin/busybox --list >/dev/null 2>&1 && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic' \
+        || apt_install busybox-static
+    local root
+    root=$(mktemp -d)
+    mkdir -p "$root"/{bin,etc,tmp,proc,sys,dev,root,var/log,app,data}
+    chmod 1777 "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+        [[ $applet == busybox ]] || ln -s busybox "$root/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
+    tar -C "$root" -c . | docker import \
+        --change 'CMD ["/bin/sh"]' --change 'ENV PATH=/bin' \
+        --change 'LABEL org.opencontainers.image.title=shipper-testbed-busybox' \
+        - "$TEST_IMAGE" >/dev/null
+    rm -rf "$root"
+    say "docker: built test image $TEST_IMAGE from busybox-static"
+}
+
+docker_down() {
+    if pid_alive "$STATE/dockerd.pid"; then
+        local pid
+        pid=$(cat "$STATE/dockerd.pid")
+        say "docker: stopping the dockerd this script started (pid $pid)"
+        kill "$pid"
+        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$pid" 2>/dev/null && die "dockerd (pid $pid) still running after 30s"
+    fi
+    rm -f "$STATE/dockerd.pid"
+}
+
+# ------------------------------------------------------------------ elasticsearch
+
+curl_es() { # path [curl args...]
+    local url=${ES_URL:-$ES_LOCAL_URL} path=$1; shift
+    local auth=()
+    [[ -n ${ES_USERNAME:-} ]] && auth=(-u "$ES_USERNAME:${ES_PASSWORD:-}")
+    [[ -n ${ES_API_KEY:-} ]] && auth=(-H "Authorization: ApiKey $ES_API_KEY")
+    curl -fsS -m 5 ${ES_CA_FILE:+--cacert "$ES_CA_FILE"} "${auth[@]}" "$@" "$url$path"
+}
+
+es_healthy() { curl_es '/_cluster/health?wait_for_status=yellow&timeout=1s' 2>/dev/null | grep -q '"status":"\(green\|yellow\)"'; }
+
+es_version() { curl_es '/_nodes/_local?filter_path=nodes.*.version' | grep -o '"version":"[^"]*"' | head -1 | cut -d'"' -f4; }
+
+find_java() {
+    local candidate
+    for candidate in "${ES_JAVA_HOME:-}" /usr/lib/jvm/java-17-openjdk-amd64 /usr/lib/jvm/java-21-openjdk-amd64 \
+        /usr/lib/jvm/temurin-21-jdk-amd64 /usr/lib/jvm/temurin-25-jdk-amd64; do
+        [[ -n $candidate && -x $candidate/bin/java ]] && { echo "$candidate"; return; }
+    done
+    apt_install openjdk-17-jre-headless
+    echo /usr/lib/jvm/java-17-openjdk-amd64
+}
+
+es_fetch() {
+    local zip="$CACHE/elasticsearch-$ES_VERSION.zip" home="$CACHE/elasticsearch-$ES_VERSION"
+    mkdir -p "$CACHE"
+    if [[ ! -f $zip ]]; then
+        command -v curl >/dev/null || apt_install curl ca-certificates
+        say "elasticsearch: downloading $ES_VERSION from Maven Central (integ-test-zip, ~100 MB)"
+        curl -fsSL -m 900 -o "$zip.part" "$MAVEN/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+        local want
+        want=$(curl -fsSL -m 60 "$MAVEN/$ES_VERSION/elasticsearch-$ES_VERSION.zip.sha1")
+        echo "$want  $zip.part" | sha1sum -c --quiet - || die "checksum mismatch for $zip.part"
+        mv "$zip.part" "$zip"
+    fi
+    if [[ ! -x $home/bin/elasticsearch ]]; then
+        command -v unzip >/dev/null || apt_install unzip
+        rm -rf "$home.tmp" && mkdir -p "$home.tmp"
+        unzip -q "$zip" -d "$home.tmp"
+        mv "$home.tmp/elasticsearch-$ES_VERSION" "$home" && rm -rf "$home.tmp"
+        chmod -R o+rX "$home"
+    fi
+    echo "$home"
+}
+
+es_up() {
+    if [[ -n ${ES_URL:-} ]]; then
+        es_healthy || die "ES_URL=$ES_URL does not answer /_cluster/health"
+        say "elasticsearch: using ES_URL=$ES_URL, version $(es_version)"
+        return
+    fi
+    if es_healthy; then
+        say "elasticsearch: $ES_LOCAL_URL already answering, version $(es_version)"
+        return
+    fi
+    local home java dir="$STATE/es"
+    home=$(es_fetch)
+    java=$(find_java)
+    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+    mkdir -p "$dir/data" "$dir/logs"
+    rm -rf "$dir/config" && cp -r "$home/config" "$dir/config"
+    cat >"$dir/config/elasticsearch.yml" <<EOF
+cluster.name: shipper-testbed
+node.name: testbed
+network.host: 127.0.0.1
+http.port: 9200
+transport.port: 9300
+discovery.type: single-node
+path.data: $dir/data
+path.logs: $dir/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+xpack.security.enabled: false
+EOF
+    chown -R "$ES_USER" "$dir"
+    say "elasticsearch: starting $ES_VERSION (java: $java, heap 512m, data: $dir/data)"
+    if ! runuser -u "$ES_USER" -- env ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" \
+        ES_JAVA_OPTS="-Xms512m -Xmx512m" "$home/bin/elasticsearch" -d -p "$dir/es.pid" \
+        >"$dir/start.log" 2>&1; then
+        tail -30 "$dir/start.log" >&2
+        die "elasticsearch failed to start (see $dir/logs)"
+    fi
+    wait_for 120 elasticsearch es_healthy || { tail -30 "$dir/logs/shipper-testbed.log" >&2; die "elasticsearch not healthy within 120s"; }
+    say "elasticsearch: version $(es_version) answering at $ES_LOCAL_URL"
+}
+
+es_down() {
+    local dir="$STATE/es"
+    if pid_alive "$dir/es.pid"; then
+        local pid
+        pid=$(cat "$dir/es.pid")
+        say "elasticsearch: stopping the server this script started (pid $pid)"
+        kill "$pid"
+        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; say "elasticsearch: killed after 30s"; }
+    fi
+    rm -rf "$dir/data" "$dir/es.pid"
+}
+
+status() {
+    local rc=0
+    if docker info >/dev/null 2>&1; then
+        say "docker: engine $(docker version -f '{{.Server.Version}}') answering; test image: $(docker image inspect -f '{{.Id}}' "$TEST_IMAGE" 2>/dev/null || echo missing)"
+    else
+        say "docker: not answering"; rc=1
+    fi
+    if es_healthy; then
+        say "elasticsearch: ${ES_URL:-$ES_LOCAL_URL} version $(es_version) answering"
+    else
+        say "elasticsearch: ${ES_URL:-$ES_LOCAL_URL} not answering"; rc=1
+    fi
+    return $rc
+}
+
+[[ $(id -u) == 0 || ${1:-} == status ]] || die "run as root: the bed starts dockerd and creates the $ES_USER user"
+case ${1:-} in
+    up) docker_up; es_up ;;
+    down) es_down; docker_down ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

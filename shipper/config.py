@@ -1,0 +1,309 @@
+"""Typed configuration: a YAML file, then `SHIPPER_<SECTION>__<KEY>` environment
+variables, then `--set section.key=value` flags, each layer overriding the one before.
+
+Every problem is collected and reported together, each with where it came from
+(`file:line`, the environment variable, or the flag), so one run of
+`shipper config check` shows everything that needs fixing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from .errors import ConfigError, Problem
+
+ENV_PREFIX = "SHIPPER_"
+ENV_LEVEL_SEPARATOR = "__"
+MASK = "********"
+
+
+def _secret(default: Any = None, doc: str = "") -> Any:
+    return field(default=default, metadata={"secret": True, "doc": doc})
+
+
+def _check(fn, default: Any = None, *, factory=None) -> Any:
+    if factory is not None:
+        return field(default_factory=factory, metadata={"check": fn})
+    return field(default=default, metadata={"check": fn})
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _hosts(values: list[str]) -> str | None:
+    if not values:
+        return "needs at least one URL"
+    for url in values:
+        if not url.startswith(("http://", "https://")):
+            return f"{url!r} is not an http:// or https:// URL"
+    return None
+
+
+def _namespace(value: str) -> str | None:
+    # Data stream names are lowercase and may not contain '-' in the namespace part.
+    bad = set(value) & set('-\\/*?"<>| ,#:')
+    if not value or bad or value != value.lower():
+        return f"{value!r} must be lowercase with no '-', spaces or any of \\/*?\"<>|,#:"
+    return None
+
+
+@dataclass(frozen=True)
+class ElasticsearchConfig:
+    hosts: list[str] = _check(_hosts, factory=lambda: ["http://127.0.0.1:9200"])
+    username: str | None = None
+    password: str | None = _secret()
+    api_key: str | None = _secret()
+    ca_file: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = _check(_positive, 30.0)
+    namespace: str = _check(_namespace, "default")
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    # None: DOCKER_HOST if set, else the local socket.
+    url: str | None = None
+    root_dir: str = "/var/lib/docker"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "text"] = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------- loading
+
+
+@dataclass
+class _Value:
+    """A raw value with the place it came from."""
+
+    value: Any
+    where: str
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: list[str] | None = None,
+) -> Config:
+    """Build the effective `Config`; raise `ConfigError` listing every problem."""
+    problems: list[Problem] = []
+    layered: dict[str, Any] = {}
+    if path is not None:
+        _merge(layered, _read_yaml(Path(path), problems))
+    _merge(layered, _from_env(os.environ if env is None else env, problems))
+    _merge(layered, _from_flags(overrides or [], problems))
+    config = _build(Config, layered, "", problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _merge(into: dict[str, Any], layer: dict[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _read_yaml(path: Path, problems: list[Problem]) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problems.append(Problem(str(path), "", f"cannot read: {exc.strerror}"))
+        return {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problems.append(Problem(where, "", f"not valid YAML: {getattr(exc, 'problem', exc)}"))
+        return {}
+    if node is None:
+        return {}
+    tree = _located(node, path)
+    if not isinstance(tree, dict):
+        problems.append(Problem(f"{path}:1", "", "the top level must be a mapping of sections"))
+        return {}
+    return tree
+
+
+def _located(node: yaml.Node, path: Path, where: str | None = None) -> Any:
+    """Turn a composed YAML node into nested dicts whose leaves are `_Value`s.
+
+    Each mapping carries `__where__` (the line of its key) and each leaf the line
+    of its key, so a problem points at the line the user has to edit.
+    """
+    where = where or f"{path}:{node.start_mark.line + 1}"
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {"__where__": where}
+        for key_node, value_node in node.value:
+            key = str(_plain(key_node))
+            out[key] = _located(value_node, path, f"{path}:{key_node.start_mark.line + 1}")
+        return out
+    return _Value(_plain(node), where)
+
+
+def _plain(node: yaml.Node) -> Any:
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def _from_env(env: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_LEVEL_SEPARATOR not in name:
+            continue
+        dotted = name[len(ENV_PREFIX):].lower().replace(ENV_LEVEL_SEPARATOR, ".")
+        _put(tree, dotted, _scalar(raw, f"env {name}", problems))
+    return tree
+
+
+def _from_flags(flags: list[str], problems: list[Problem]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for flag in flags:
+        dotted, sep, raw = flag.partition("=")
+        if not sep or not dotted:
+            problems.append(Problem(f"--set {flag}", "", "expected section.key=value"))
+            continue
+        _put(tree, dotted.strip(), _scalar(raw, f"--set {dotted.strip()}", problems))
+    return tree
+
+
+def _scalar(raw: str, where: str, problems: list[Problem]) -> _Value:
+    try:
+        return _Value(yaml.safe_load(raw) if raw.strip() else None, where)
+    except yaml.YAMLError:
+        return _Value(raw, where)
+
+
+def _put(tree: dict[str, Any], dotted: str, value: _Value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {"__where__": value.where})
+    tree[leaf] = value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str, problems: list[Problem]) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, item in raw.items():
+        if key == "__where__":
+            continue
+        dotted = f"{prefix}{key}"
+        where = item.where if isinstance(item, _Value) else item.get("__where__", "?")
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            problems.append(Problem(where, dotted, f"unknown key (known here: {known})"))
+            continue
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(item, dict):
+                problems.append(Problem(where, dotted, "must be a mapping"))
+                continue
+            kwargs[key] = _build(kind, item, f"{dotted}.", problems)
+            continue
+        if isinstance(item, dict):
+            problems.append(Problem(where, dotted, f"must be {_describe(kind)}, not a mapping"))
+            continue
+        value, error = _coerce(item.value, kind)
+        if error is None:
+            check = fields[key].metadata.get("check")
+            error = check(value) if check else None
+        if error is not None:
+            problems.append(Problem(item.where, dotted, error))
+            continue
+        kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # only reachable if a problem was already recorded
+        problems.append(Problem("?", prefix.rstrip("."), str(exc)))
+        return cls()
+
+
+def _coerce(value: Any, kind: Any) -> tuple[Any, str | None]:
+    """Check `value` against the annotation `kind`; return (value, error message)."""
+    origin = typing.get_origin(kind)
+    args = typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None, None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0])
+    if origin is Literal:
+        if value in args:
+            return value, None
+        return value, f"must be one of {', '.join(map(str, args))}, not {value!r}"
+    if origin is list:
+        if isinstance(value, str):  # env/flags: comma-separated lists
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value, f"must be {_describe(kind)}, not {_typename(value)}"
+        for element in value:
+            _, error = _coerce(element, args[0])
+            if error:
+                return value, f"every item {error.removeprefix('must be ')}"
+        return value, None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return value, f"must be true or false, not {_typename(value)} {value!r}"
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value), None
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value), None
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value, None
+    return value, f"must be {_describe(kind)}, not {_typename(value)} {value!r}"
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(kind)[0])}"
+    if dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(kind, str(kind))
+
+
+def _typename(value: Any) -> str:
+    names = {list: "a list", dict: "a mapping", type(None): "null", str: "a string",
+             int: "an integer", float: "a number", bool: "a boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+# ---------------------------------------------------------------- output
+
+
+def masked(config: Any) -> dict[str, Any]:
+    """The config as plain data with every secret replaced, for printing and logging."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = masked(value)
+        elif f.metadata.get("secret") and value is not None:
+            out[f.name] = MASK
+        else:
+            out[f.name] = value
+    return out
