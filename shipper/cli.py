@@ -10,7 +10,7 @@ import yaml
 
 from . import __version__
 from .config import Config, load_config, masked
-from .errors import ShipperError
+from .errors import ServiceUnavailable, ShipperError
 from .logs import setup_logging
 
 log = logging.getLogger("shipper")
@@ -19,10 +19,13 @@ EPILOG = """\
 Configuration comes from a YAML file (-c), then SHIPPER_<SECTION>__<KEY>
 environment variables, then --set flags; later layers win. Example:
 
-  shipper -c shipper.yml --set elasticsearch.namespace=prod config check
+  shipper setup -c shipper.yml          install templates (once per cluster)
+  shipper run -c shipper.yml            ship until SIGTERM
+  shipper config check -c shipper.yml --set elasticsearch.namespace=prod
   SHIPPER_ELASTICSEARCH__HOSTS=https://es1:9200,https://es2:9200 shipper config check
 
-See shipper.example.yml for every key, documented.
+Options such as -c and --set go after the command. See shipper.example.yml
+for every key, documented.
 """
 
 
@@ -59,6 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", nargs="?", metavar="FILE", help="config file (default: -c FILE or built-in defaults)")
     check.set_defaults(handler=_config_check)
+
+    run = commands.add_parser(
+        "run", parents=[common], help="ship container logs and engine events to Elasticsearch",
+        description="Follow every selected container's log and the engine's events and index them "
+        "into logs-shipper.events-<namespace>. Runs until SIGTERM/SIGINT, then flushes and "
+        "checkpoints. Run `shipper setup` once first.",
+    )
+    run.set_defaults(handler=_run)
+
+    setup = commands.add_parser(
+        "setup", parents=[common], help="install index templates and the lifecycle policy",
+        description="Install the component and index templates for logs-shipper.events-* and "
+        "logs-shipper.deadletter-*, and a lifecycle policy where the cluster has ILM. Says what "
+        "the cluster lacks and what was used instead. Safe to run again.",
+    )
+    setup.set_defaults(handler=_setup)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="ask a running shipper how it is doing",
+        description="Read /healthz and /metrics of the shipper running with this config "
+        "(monitor.host:monitor.port). Exits 1 when it is unhealthy or not running.",
+    )
+    status.set_defaults(handler=_status)
+
+    spool = commands.add_parser("spool", parents=[common], help="inspect or replay the disk spool")
+    spool_sub = spool.add_subparsers(dest="action", metavar="ACTION")
+    spool_sub.required = True
+    spool_status = spool_sub.add_parser("status", parents=[common], help="what waits in the spool")
+    spool_status.set_defaults(handler=_spool_status)
+    replay = spool_sub.add_parser(
+        "replay", parents=[common], help="send the spool to Elasticsearch now (shipper stopped)",
+        description="Send every spooled batch to Elasticsearch, oldest first, and delete what was "
+        "acknowledged. A running shipper replays by itself; this is for a stopped one.",
+    )
+    replay.set_defaults(handler=_spool_replay)
     return parser
 
 
@@ -70,6 +108,52 @@ def _load(args: argparse.Namespace) -> Config:
 def _config_check(args: argparse.Namespace, config: Config) -> int:
     print(yaml.safe_dump(masked(config), sort_keys=False), end="")
     return 0
+
+
+def _run(args: argparse.Namespace, config: Config) -> int:
+    from .app import run
+
+    return run(config)
+
+
+def _setup(args: argparse.Namespace, config: Config) -> int:
+    from .es_setup import run_setup
+    from .sinks.elasticsearch import make_client
+
+    client = make_client(config.elasticsearch)
+    try:
+        report = run_setup(client)
+    except Exception as exc:
+        from elastic_transport import TransportError
+
+        if isinstance(exc, TransportError):
+            raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
+        raise
+    print("\n".join(report.lines()))
+    return 0
+
+
+def _status(args: argparse.Namespace, config: Config) -> int:
+    from .status import print_status
+
+    return print_status(config.monitor.host, config.monitor.port)
+
+
+def _spool_status(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from .sinks.spool import Spool
+
+    status = Spool(Path(config.state.directory) / "spool", config.state.spool_max_bytes).status()
+    print(f"spool {status['directory']}: {status['segments']} segments, {status['bytes']} bytes "
+          f"of {status['max_bytes']}{' (FULL: sources paused)' if status['full'] else ''}")
+    return 0
+
+
+def _spool_replay(args: argparse.Namespace, config: Config) -> int:
+    from .status import replay_spool
+
+    return replay_spool(config)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,57 @@ class DockerConfig:
 
 
 @dataclass(frozen=True)
+class ContainerMatch:
+    names: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DockerLogsConfig:
+    enabled: bool = True
+    mode: Literal["auto", "file", "api"] = "auto"
+    include: ContainerMatch = field(default_factory=ContainerMatch)
+    exclude: ContainerMatch = field(default_factory=ContainerMatch)
+    max_message_length: int = _check(_positive, 1 << 20)
+    start_at: Literal["beginning", "end"] = "beginning"
+    poll_interval: float = _check(_positive, 0.05)
+
+
+@dataclass(frozen=True)
+class DockerEventsConfig:
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class SourcesConfig:
+    docker_logs: DockerLogsConfig = field(default_factory=DockerLogsConfig)
+    docker_events: DockerEventsConfig = field(default_factory=DockerEventsConfig)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    batch_max_docs: int = _check(_positive, 2000)
+    batch_max_bytes: int = _check(_positive, 8 << 20)
+    flush_interval: float = _check(_positive, 1.0)
+    queue_batches: int = _check(_positive, 8)
+    max_retries: int = _check(lambda v: None if v >= 0 else "must be 0 or more", 5)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    directory: str = "/var/lib/shipper"
+    spool_max_bytes: int = _check(_positive, 1 << 30)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    host: str = "127.0.0.1"
+    port: int = _check(lambda v: None if 0 <= v < 65536 else "must be 0 (off) to 65535", 9464)
+    status_interval: float = _check(_positive, 30.0)
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "text"] = "auto"
@@ -85,6 +136,10 @@ class LogConfig:
 class Config:
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 

@@ -51,4 +51,4 @@ def setup_logging(level: str = "info", fmt: Literal["auto", "json", "text"] = "a
     root.setLevel(level.upper())
     # Client libraries log every request at INFO; that is our job to summarise.
     for noisy in ("elastic_transport", "elasticsearch", "urllib3", "docker"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(max(logging.ERROR, root.level))

@@ -1,0 +1,115 @@
+"""Building the running shipper from a `Config`: the commands' shared wiring."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import docker
+
+from .checkpoints import Checkpoints
+from .config import Config
+from .containers import ContainerCache, Selector
+from .document import DocumentWriter
+from .errors import ServiceUnavailable, ShipperError
+from .metrics import Metrics, MonitorServer
+from .pipeline import Pipeline, PipelineSettings
+from .sinks.elasticsearch import ElasticsearchSink
+from .sinks.spool import Spool
+from .sources.base import Source
+from .sources.docker_events import DockerEventsSource
+from .sources.docker_logs import DockerLogsSource
+
+log = logging.getLogger(__name__)
+
+
+def docker_client(config: Config) -> docker.DockerClient:
+    try:
+        client = docker.DockerClient(base_url=config.docker.url) if config.docker.url else docker.from_env()
+        client.ping()
+    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        where = config.docker.url or os.environ.get("DOCKER_HOST") or "the local socket"
+        raise ServiceUnavailable(f"cannot reach the Docker engine at {where}: {exc}") from exc
+    return client
+
+
+class StateLock:
+    """One shipper per state directory: two would fight over checkpoints and the spool."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "lock"
+        self._handle = open(self.path, "a+")
+
+    def acquire(self) -> None:
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ShipperError(f"another shipper is running with state directory {self.path.parent} "
+                               f"(lock {self.path}); stop it or use another state.directory") from None
+        self._handle.truncate(0)
+        self._handle.write(str(os.getpid()))
+        self._handle.flush()
+
+
+def build_sources(config: Config, client: docker.DockerClient, cache: ContainerCache) -> list[Source]:
+    sources: list[Source] = []
+    logs = config.sources.docker_logs
+    if logs.enabled:
+        selector = Selector(
+            tuple(logs.include.names), tuple(logs.include.images), tuple(logs.include.labels),
+            tuple(logs.exclude.names), tuple(logs.exclude.images), tuple(logs.exclude.labels),
+        )
+        sources.append(DockerLogsSource(
+            client, cache, selector=selector, mode=logs.mode, root_dir=config.docker.root_dir,
+            batch_size=config.pipeline.batch_max_docs, max_message_length=logs.max_message_length,
+            poll_interval=logs.poll_interval, start_at=logs.start_at,
+        ))
+    if config.sources.docker_events.enabled:
+        sources.append(DockerEventsSource(client, cache))
+    return sources
+
+
+def run(config: Config) -> int:
+    state = Path(config.state.directory)
+    lock = StateLock(state)
+    lock.acquire()
+    metrics = Metrics()
+    client = docker_client(config)
+    cache = ContainerCache(client)
+    spool = Spool(state / "spool", config.state.spool_max_bytes)
+    pipeline = Pipeline(
+        sources=build_sources(config, client, cache),
+        sink=ElasticsearchSink(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries),
+        spool=spool,
+        checkpoints=Checkpoints(state / "checkpoints.json"),
+        writer=DocumentWriter(config.elasticsearch.namespace, cache.get),
+        metrics=metrics,
+        settings=PipelineSettings(
+            batch_max_docs=config.pipeline.batch_max_docs, batch_max_bytes=config.pipeline.batch_max_bytes,
+            flush_interval=config.pipeline.flush_interval, queue_batches=config.pipeline.queue_batches,
+            status_interval=config.monitor.status_interval,
+        ),
+    )
+    monitor = None
+    if config.monitor.port:
+        monitor = MonitorServer(metrics, pipeline.health, config.monitor.host, config.monitor.port)
+        monitor.start()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("shipping", extra={"index": pipeline.writer.index, "hosts": len(config.elasticsearch.hosts),
+                                "sources": [s.name for s in pipeline.sources], "state": str(state)})
+    pipeline.start()
+    followed = next((s for s in pipeline.sources if isinstance(s, DockerLogsSource)), None)
+    while not stop.wait(1.0):
+        if followed is not None:
+            metrics.containers.set(followed.status()["containers_followed"])
+    pipeline.stop()
+    if monitor:
+        monitor.close()
+    return 0

@@ -1,0 +1,161 @@
+"""Container metadata: what every document about a container carries.
+
+`ContainerMeta` is built once from `docker inspect` and holds the ready-made ECS
+`container` object, so joining it to a log line costs one dict assignment.
+`ContainerCache` keeps them, fills misses from the engine and forgets entries
+when the engine reports a change (rename, destroy, update).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker.errors
+
+log = logging.getLogger(__name__)
+
+COMPOSE_PROJECT = "com.docker.compose.project"
+COMPOSE_SERVICE = "com.docker.compose.service"
+# Events after which inspect answers differently.
+INVALIDATING_ACTIONS = {"create", "rename", "update", "start", "restart", "die"}
+
+
+def split_image(ref: str) -> tuple[str, str | None]:
+    """'registry:5000/app:1.2@sha256:..' -> ('registry:5000/app', '1.2')."""
+    ref = ref.split("@", 1)[0]
+    name, sep, tag = ref.rpartition(":")
+    if sep and "/" not in tag:
+        return name, tag
+    return ref, None
+
+
+@dataclass(frozen=True)
+class ContainerMeta:
+    id: str
+    name: str
+    image: str  # the reference the container was created from
+    labels: dict[str, str]
+    attrs: dict[str, Any] = field(repr=False)  # the raw inspect answer, for detectors
+    ecs: dict[str, Any] = field(repr=False)  # the ECS `container` object
+
+    @classmethod
+    def from_inspect(cls, attrs: dict[str, Any]) -> "ContainerMeta":
+        config = attrs.get("Config") or {}
+        host_config = attrs.get("HostConfig") or {}
+        labels = dict(config.get("Labels") or {})
+        name = (attrs.get("Name") or "").lstrip("/")
+        image = config.get("Image") or attrs.get("Image") or ""
+        image_name, image_tag = split_image(image)
+        ecs: dict[str, Any] = {
+            "id": attrs["Id"],
+            "name": name,
+            "image": {"name": image_name, "hash": {"all": [attrs.get("Image", "")]}},
+            "runtime": "docker",
+            # `flattened` in the mapping: keys like app and app.kubernetes.io never collide.
+            "labels": labels,
+            "security": {
+                "privileged": bool(host_config.get("Privileged")),
+                "user": config.get("User") or "root",
+            },
+            "restart_count": attrs.get("RestartCount", 0),
+        }
+        if image_tag:
+            ecs["image"]["tag"] = [image_tag]
+        compose = {k: v for k, v in (("project", labels.get(COMPOSE_PROJECT)), ("service", labels.get(COMPOSE_SERVICE))) if v}
+        if compose:
+            ecs["compose"] = compose
+        return cls(id=attrs["Id"], name=name, image=image, labels=labels, attrs=attrs, ecs=ecs)
+
+    @property
+    def log_path(self) -> str | None:
+        return self.attrs.get("LogPath") or None
+
+    @property
+    def log_driver(self) -> str:
+        return ((self.attrs.get("HostConfig") or {}).get("LogConfig") or {}).get("Type", "json-file")
+
+    @property
+    def running(self) -> bool:
+        return bool((self.attrs.get("State") or {}).get("Running"))
+
+
+class ContainerCache:
+    """Metadata by container id; thread-safe; a miss asks the engine once."""
+
+    def __init__(self, client: docker.DockerClient):
+        self._client = client
+        self._by_id: dict[str, ContainerMeta] = {}
+        self._gone: set[str] = set()
+        self._lock = threading.Lock()
+
+    def get(self, container_id: str) -> ContainerMeta | None:
+        meta = self._by_id.get(container_id)
+        if meta is not None or container_id in self._gone:
+            return meta
+        return self.refresh(container_id)
+
+    def refresh(self, container_id: str) -> ContainerMeta | None:
+        try:
+            attrs = self._client.api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            with self._lock:
+                self._gone.add(container_id)
+            return self._by_id.get(container_id)  # keep serving the last known metadata
+        meta = ContainerMeta.from_inspect(attrs)
+        with self._lock:
+            self._by_id[container_id] = meta
+            self._gone.discard(container_id)
+        return meta
+
+    def on_engine_event(self, event: dict[str, Any]) -> None:
+        if event.get("Type") != "container":
+            return
+        action = (event.get("Action") or "").split(":", 1)[0]
+        container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+        if action == "destroy":
+            with self._lock:
+                self._gone.add(container_id)  # keep the last metadata for late lines
+        elif action in INVALIDATING_ACTIONS:
+            self.refresh(container_id)
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._by_id.pop(container_id, None)
+            self._gone.discard(container_id)
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which containers to follow: glob patterns on name and image, `key=value` or `key` on labels.
+
+    A container is followed when it matches any include (or there are none) and no exclude.
+    """
+
+    include_names: tuple[str, ...] = ()
+    include_images: tuple[str, ...] = ()
+    include_labels: tuple[str, ...] = ()
+    exclude_names: tuple[str, ...] = ()
+    exclude_images: tuple[str, ...] = ()
+    exclude_labels: tuple[str, ...] = ()
+
+    def wants(self, meta: ContainerMeta) -> bool:
+        includes = (self.include_names, self.include_images, self.include_labels)
+        if any(includes) and not self._matches(meta, *includes):
+            return False
+        return not self._matches(meta, self.exclude_names, self.exclude_images, self.exclude_labels)
+
+    @staticmethod
+    def _matches(meta: ContainerMeta, names, images, labels) -> bool:
+        if any(fnmatch.fnmatchcase(meta.name, p) for p in names):
+            return True
+        if any(fnmatch.fnmatchcase(meta.image, p) for p in images):
+            return True
+        for pattern in labels:
+            key, sep, value = pattern.partition("=")
+            if key in meta.labels and (not sep or fnmatch.fnmatchcase(meta.labels[key], value)):
+                return True
+        return False

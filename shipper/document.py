@@ -1,0 +1,113 @@
+"""From `Event` to the ECS document indexed in Elasticsearch, and to bulk bodies.
+
+Every event is one document in the data stream `logs-shipper.events-<namespace>`.
+Container metadata and the host/agent fields are joined here, once per event,
+from objects built once per container and once per process.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable, Iterable
+
+import orjson
+
+from . import __version__
+from .model import Event
+
+EVENTS_DATASET = "shipper.events"
+DEADLETTER_DATASET = "shipper.deadletter"
+
+
+def events_stream(namespace: str) -> str:
+    return f"logs-{EVENTS_DATASET}-{namespace}"
+
+
+def deadletter_stream(namespace: str) -> str:
+    return f"logs-{DEADLETTER_DATASET}-{namespace}"
+
+
+def host_fields(namespace: str, dataset: str = EVENTS_DATASET) -> dict[str, Any]:
+    hostname = socket.gethostname()
+    return {
+        "host": {"name": hostname, "hostname": hostname},
+        "agent": {"type": "shipper", "name": hostname, "version": __version__},
+        "ecs": {"version": "8.11.0"},
+        "data_stream": {"type": "logs", "dataset": dataset, "namespace": namespace},
+    }
+
+
+ContainerLookup = Callable[[str], Any]  # container id -> ContainerMeta | None
+
+
+class DocumentWriter:
+    """Builds documents and NDJSON bulk bodies for one namespace."""
+
+    def __init__(self, namespace: str, containers: ContainerLookup | None = None):
+        self.namespace = namespace
+        self.index = events_stream(namespace)
+        self._static = host_fields(namespace)
+        self._containers = containers
+
+    def document(self, event: Event) -> dict[str, Any]:
+        doc = {"@timestamp": event.timestamp, **event.fields, **self._static}
+        if event.container_id:
+            meta = self._containers(event.container_id) if self._containers else None
+            doc["container"] = meta.ecs if meta is not None else {"id": event.container_id}
+        if event.verdicts:
+            _add_verdicts(doc, event)
+        return doc
+
+    def bulk_lines(self, events: Iterable[Event]) -> list[bytes]:
+        """One `create` action and one document per event, each as one bytes object."""
+        dumps = orjson.dumps
+        newline = orjson.OPT_APPEND_NEWLINE
+        document = self.document
+        return [
+            b'{"create":{"_id":"%s"}}\n%s' % (event.id.encode(), dumps(document(event), option=newline))
+            for event in events
+        ]
+
+
+def _add_verdicts(doc: dict[str, Any], event: Event) -> None:
+    verdicts = sorted(event.verdicts, key=lambda v: (-v.severity, v.rule_id))
+    top = verdicts[0]
+    doc["event"] = {
+        **doc.get("event", {}),
+        "kind": "alert",
+        "severity": int(top.severity),
+        "risk_score": top.risk_score if top.risk_score is not None else float(top.severity),
+        "reason": top.reason,
+    }
+    doc["rule"] = {"id": top.rule_id, "name": top.rule_name}
+    if top.tactic or top.technique:
+        threat: dict[str, Any] = {"framework": "MITRE ATT&CK"}
+        if top.tactic:
+            tactic_id, _, tactic_name = top.tactic.partition(" ")
+            threat["tactic"] = {"id": tactic_id, "name": tactic_name or tactic_id}
+        if top.technique:
+            threat["technique"] = {"id": top.technique}
+        doc["threat"] = threat
+    doc.setdefault("shipper", {})
+    doc["shipper"] = {**doc["shipper"], "verdicts": [v.as_dict() for v in verdicts]}
+
+
+def deadletter_document(original: bytes, status: int, error: dict[str, Any], namespace: str, index: str) -> dict[str, Any]:
+    """What Elasticsearch refused for good, kept escaped (as a string) with the reason."""
+    try:
+        timestamp = orjson.loads(original).get("@timestamp")
+    except orjson.JSONDecodeError:
+        timestamp = None
+    doc = {
+        "@timestamp": timestamp,
+        "message": f"Elasticsearch refused a document: {error.get('type', 'error')}: {error.get('reason', '')}"[:2000],
+        "event": {"kind": "pipeline_error", "dataset": DEADLETTER_DATASET, "original": original.decode("utf-8", "replace")},
+        "error": {"type": error.get("type"), "message": error.get("reason"), "code": str(status)},
+        "shipper": {"deadletter": {"index": index, "error": error}},
+        **host_fields(namespace, DEADLETTER_DATASET),
+    }
+    if not doc["@timestamp"]:
+        from datetime import datetime, timezone
+
+        doc["@timestamp"] = datetime.now(timezone.utc).isoformat()
+    return doc

@@ -1,0 +1,172 @@
+"""`shipper setup`: index templates, component templates and a lifecycle policy.
+
+What a cluster supports differs: the full distribution has `constant_keyword`,
+`match_only_text`, `wildcard` and ILM; a minimal server may have none of them.
+Setup probes each, uses the best type available, and reports what it replaced
+or skipped. Running it again changes nothing that is already right.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from elasticsearch import ApiError, Elasticsearch
+
+from .document import DEADLETTER_DATASET, EVENTS_DATASET
+
+log = logging.getLogger(__name__)
+
+POLICY = "shipper"
+PRIORITY = 250  # above the stock `logs` template (100) of the full distribution
+# Preferred mapping types, and what to use where a cluster lacks them.
+FALLBACKS = {"constant_keyword": "keyword", "match_only_text": "text", "wildcard": "keyword"}
+
+KW = "keyword"
+# ECS fields the shipper writes, dotted name -> type. Everything else dynamic: strings as keyword.
+EVENT_FIELDS: dict[str, Any] = {
+    "@timestamp": "date_nanos",
+    "message": "match_only_text",
+    "tags": KW,
+    "stream": KW,
+    "labels": "flattened",
+    "data_stream.type": "constant_keyword",
+    "data_stream.dataset": "constant_keyword",
+    "data_stream.namespace": "constant_keyword",
+    "ecs.version": KW,
+    "event.kind": KW, "event.category": KW, "event.type": KW, "event.action": KW,
+    "event.dataset": KW, "event.module": KW, "event.outcome": KW, "event.reason": KW,
+    "event.severity": "long", "event.risk_score": "float",
+    "event.original": {"type": KW, "index": False, "doc_values": False},
+    "host.name": KW, "host.hostname": KW,
+    "agent.type": KW, "agent.name": KW, "agent.version": KW,
+    "container.id": KW, "container.name": KW, "container.runtime": KW,
+    "container.image.name": KW, "container.image.tag": KW, "container.image.hash.all": KW,
+    "container.labels": "flattened",
+    "container.security.privileged": "boolean", "container.security.user": KW,
+    "container.restart_count": "long",
+    "container.compose.project": KW, "container.compose.service": KW,
+    "log.file.path": KW, "log.offset": "long", "log.flags": KW, "log.level": KW,
+    "process.pid": "long", "process.name": KW, "process.executable": KW,
+    "process.command_line": "wildcard", "process.args": KW, "process.exit_code": "long",
+    "process.interactive": "boolean", "process.user.name": KW, "process.working_directory": KW,
+    "user.name": KW,
+    "package.name": KW,
+    "error.type": KW, "error.message": "match_only_text", "error.code": KW,
+    "rule.id": KW, "rule.name": KW,
+    "threat.framework": KW, "threat.tactic.id": KW, "threat.tactic.name": KW,
+    "threat.technique.id": KW, "threat.technique.name": KW,
+    "shipper.verdicts.rule.id": KW, "shipper.verdicts.rule.name": KW,
+    "shipper.verdicts.severity": "long", "shipper.verdicts.level": KW, "shipper.verdicts.reason": KW,
+    "shipper.verdicts.tactic": KW, "shipper.verdicts.technique": KW, "shipper.verdicts.risk_score": "float",
+    "shipper.exec.id": KW, "shipper.exec.tty": "boolean", "shipper.exec.privileged": "boolean", "shipper.exec.user": KW,
+    "shipper.deadletter.index": KW,
+    "shipper.deadletter.error": {"type": "object", "enabled": False},
+    "docker.event.type": KW, "docker.event.action": KW, "docker.event.attributes": "flattened",
+    "docker.signal": KW, "docker.old_name": KW, "docker.health_status": KW,
+}
+DYNAMIC_TEMPLATES = [{"strings_as_keyword": {"match_mapping_type": "string",
+                                             "mapping": {"type": "keyword", "ignore_above": 1024}}}]
+
+
+def mapping_properties(fields: dict[str, Any], available: set[str]) -> dict[str, Any]:
+    """Dotted names -> nested `properties`, with unavailable types replaced."""
+    root: dict[str, Any] = {}
+    for dotted, spec in fields.items():
+        spec = {"type": spec} if isinstance(spec, str) else dict(spec)
+        if spec["type"] in FALLBACKS and spec["type"] not in available:
+            spec["type"] = FALLBACKS[spec["type"]]
+        if spec["type"] == "keyword" and "ignore_above" not in spec and spec.get("index", True):
+            spec["ignore_above"] = 8191 if dotted in ("message", "error.message") else 1024
+        *parents, leaf = dotted.split(".")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {"properties": {}})["properties"]
+        node[leaf] = spec
+    return root
+
+
+@dataclass
+class SetupReport:
+    version: str = "unknown"
+    installed: list[str] = field(default_factory=list)
+    replaced_types: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"Elasticsearch {self.version}"]
+        out += [f"  installed  {name}" for name in self.installed]
+        out += [f"  replaced   mapping type {a} -> {b} (not available on this cluster)" for a, b in self.replaced_types.items()]
+        out += [f"  skipped    {what}" for what in self.skipped]
+        return out
+
+
+def _probe_types(client: Elasticsearch) -> set[str]:
+    available = set()
+    for kind in FALLBACKS:
+        name = f"shipper-setup-probe-{uuid.uuid4().hex[:8]}"
+        try:
+            client.indices.create(index=name, mappings={"properties": {"f": {"type": kind}}},
+                                  settings={"number_of_shards": 1, "number_of_replicas": 0})
+            available.add(kind)
+        except ApiError as exc:
+            if exc.status_code != 400:
+                raise
+        finally:
+            client.options(ignore_status=404).indices.delete(index=name)
+    return available
+
+
+def _has_ilm(client: Elasticsearch) -> bool:
+    try:
+        client.ilm.get_status()
+        return True
+    except ApiError as exc:
+        if exc.status_code in (401, 403):
+            raise
+        return False
+
+
+def _version(client: Elasticsearch) -> str:
+    try:
+        nodes = client.nodes.info(node_id="_local", filter_path="nodes.*.version").body
+        return next(iter(nodes["nodes"].values()))["version"]
+    except (ApiError, KeyError, StopIteration):
+        return "unknown"
+
+
+def run_setup(client: Elasticsearch, *, retention_days: int = 90) -> SetupReport:
+    report = SetupReport(version=_version(client))
+    available = _probe_types(client)
+    report.replaced_types = {k: v for k, v in FALLBACKS.items() if k not in available}
+
+    settings: dict[str, Any] = {"index": {"auto_expand_replicas": "0-1", "mapping": {"total_fields": {"limit": 2000}}}}
+    if _has_ilm(client):
+        client.ilm.put_lifecycle(name=POLICY, policy={"phases": {
+            "hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb", "max_age": "7d"}}},
+            "delete": {"min_age": f"{retention_days}d", "actions": {"delete": {}}},
+        }})
+        report.installed.append(f"lifecycle policy {POLICY} (rollover 50gb/7d, delete after {retention_days}d)")
+        settings["index"]["lifecycle"] = {"name": POLICY}
+    else:
+        report.skipped.append("lifecycle policy: this cluster has no ILM (_ilm); indices are kept until deleted by hand")
+
+    component = "shipper@settings"
+    client.cluster.put_component_template(name=component, template={"settings": settings})
+    report.installed.append(f"component template {component}")
+
+    mappings = {"dynamic_templates": DYNAMIC_TEMPLATES, "properties": mapping_properties(EVENT_FIELDS, available)}
+    client.cluster.put_component_template(name="shipper@mappings", template={"mappings": mappings})
+    report.installed.append("component template shipper@mappings")
+
+    for dataset in (EVENTS_DATASET, DEADLETTER_DATASET):
+        name = f"logs-{dataset}"
+        client.indices.put_index_template(
+            name=name, index_patterns=[f"logs-{dataset}-*"], data_stream={}, priority=PRIORITY,
+            composed_of=[component, "shipper@mappings"],
+            meta={"managed_by": "shipper", "description": f"shipper {dataset} data streams"},
+        )
+        report.installed.append(f"index template {name} (data streams logs-{dataset}-*)")
+    return report

@@ -1,0 +1,258 @@
+"""Wiring: sources -> bounded queue -> process (enrich, detect, serialise) -> bounded queue -> delivery.
+
+Delivery owns the at-least-once contract: a batch's read positions are
+checkpointed only once its events are acknowledged by Elasticsearch or written
+to the disk spool. While the spool holds anything, new events go behind it, so
+replay keeps the original order. When the spool is full, delivery stops taking
+batches, the queues fill, and the sources block: logs wait on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .checkpoints import Checkpoints
+from .document import DocumentWriter
+from .metrics import Metrics
+from .sinks.base import Sink, SinkUnavailable
+from .sinks.spool import Spool
+from .sources.base import Batch, Source
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    batch_max_docs: int = 2000
+    batch_max_bytes: int = 8 << 20
+    flush_interval: float = 1.0
+    queue_batches: int = 8
+    checkpoint_interval: float = 1.0
+    status_interval: float = 30.0
+    replay_backoff_max: float = 5.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sources: list[Source],
+        sink: Sink,
+        spool: Spool,
+        checkpoints: Checkpoints,
+        writer: DocumentWriter,
+        metrics: Metrics,
+        settings: PipelineSettings = PipelineSettings(),
+        process: Callable[[Batch], Batch] | None = None,
+    ):
+        self.sources = sources
+        self.sink = sink
+        self.spool = spool
+        self.checkpoints = checkpoints
+        self.writer = writer
+        self.metrics = metrics
+        self.settings = settings
+        self.process = process or (lambda batch: batch)
+        self._to_process: queue.Queue = queue.Queue(settings.queue_batches)
+        self._to_deliver: queue.Queue = queue.Queue(settings.queue_batches)
+        self._threads: dict[str, threading.Thread] = {}
+        self._stopping = threading.Event()
+        self._finished = threading.Event()
+        self.sink_up = True
+        self.metrics.spool_bytes.set(spool.bytes)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._spawn("process", self._process_loop)
+        self._spawn("delivery", self._delivery_loop)
+        for source in self.sources:
+            self._spawn(f"source-{source.name}", self._source_loop, source)
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        self._threads[name] = thread
+        thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop sources, deliver or spool what is in flight, write the checkpoints."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("stopping: closing sources, flushing what is in flight")
+        for source in self.sources:
+            source.close()
+        deadline = time.monotonic() + timeout
+        for name, thread in self._threads.items():
+            if name.startswith("source-"):
+                thread.join(max(0.1, deadline - time.monotonic()))
+        self._to_process.put(_STOP)
+        self._threads["delivery"].join(max(0.1, deadline - time.monotonic()))
+        self.checkpoints.flush()
+        self.sink.close()
+        self._finished.set()
+        log.info("stopped", extra=self.counts())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._finished.wait(timeout)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        dead = [name for name, t in self._threads.items() if not t.is_alive() and not self._stopping.is_set()]
+        details = {
+            "status": "ok",
+            "sink": "up" if self.sink_up else "unreachable",
+            "spool": self.spool.status(),
+            "dead_threads": dead,
+            "sources": {s.name: s.status() for s in self.sources},
+        }
+        ok = not dead and not self.spool.full
+        if not ok:
+            details["status"] = "failing" if dead else "spool full: sources paused"
+        elif not self.sink_up:
+            details["status"] = "degraded: spooling"
+        return ok, details
+
+    def counts(self) -> dict[str, Any]:
+        m = self.metrics
+        return {
+            "events_in": sum(m.value("shipper_events_in_total", source=s.name) for s in self.sources),
+            "events_out": m.value("shipper_events_out_total", sink=self.sink.name),
+            "duplicates": m.value("shipper_duplicates_avoided_total", sink=self.sink.name),
+            "deadletters": m.value("shipper_deadletters_total", sink=self.sink.name),
+            "spooled": m.value("shipper_spooled_events_total"),
+            "replayed": m.value("shipper_replayed_events_total"),
+            "spool_bytes": self.spool.bytes,
+        }
+
+    # ------------------------------------------------------------ threads
+
+    def _source_loop(self, source: Source) -> None:
+        counter = self.metrics.events_in.labels(source.name)
+
+        def emit(batch: Batch) -> None:
+            counter.inc(len(batch.events))
+            self._to_process.put(batch)
+
+        try:
+            source.run(emit, self.checkpoints.get(source.name))
+        except Exception:
+            log.exception("source %s failed", source.name)
+
+    def _process_loop(self) -> None:
+        while True:
+            batch = self._to_process.get()
+            if batch is _STOP:
+                self._to_deliver.put(_STOP)
+                return
+            batch = self.process(batch)
+            self._to_deliver.put((self.writer.bulk_lines(batch.events), batch))
+
+    def _delivery_loop(self) -> None:
+        settings = self.settings
+        lines: list[bytes] = []
+        batches: list[Batch] = []
+        size = 0
+        first_at = 0.0
+        next_checkpoint = time.monotonic()
+        next_status = next_checkpoint + settings.status_interval
+        replay_at, replay_backoff = 0.0, 0.5
+        stopping = False
+        while True:
+            now = time.monotonic()
+            if not self.spool.empty and now >= replay_at:
+                if self._replay_one():
+                    replay_backoff = 0.5
+                else:
+                    replay_at = now + replay_backoff
+                    replay_backoff = min(settings.replay_backoff_max, replay_backoff * 2)
+            if self.spool.full and not stopping:
+                self.metrics.spool_full.set(1)
+                time.sleep(0.2)  # take nothing new: the queues fill and the sources pause
+                continue
+            self.metrics.spool_full.set(0)
+            wait = settings.flush_interval - (now - first_at) if batches else settings.flush_interval
+            item = None
+            if not stopping:
+                try:
+                    item = self._to_deliver.get(timeout=max(0.01, min(wait, 0.2)))
+                except queue.Empty:
+                    pass
+            if item is _STOP:
+                stopping = True
+            elif item is not None:
+                item_lines, batch = item
+                if not batches:
+                    first_at = time.monotonic()
+                lines.extend(item_lines)
+                size += sum(map(len, item_lines))
+                batches.append(batch)
+            now = time.monotonic()
+            if batches and (stopping or len(lines) >= settings.batch_max_docs or size >= settings.batch_max_bytes
+                            or now - first_at >= settings.flush_interval):
+                self._deliver(lines, batches)
+                lines, batches, size = [], [], 0
+            if now >= next_checkpoint or stopping:
+                self.checkpoints.flush()
+                next_checkpoint = now + settings.checkpoint_interval
+            if now >= next_status:
+                self._status_line()
+                next_status = now + settings.status_interval
+            self.metrics.queue_depth.labels("process").set(self._to_process.qsize())
+            self.metrics.queue_depth.labels("deliver").set(self._to_deliver.qsize())
+            if stopping and not batches:
+                return
+
+    def _deliver(self, lines: list[bytes], batches: list[Batch]) -> None:
+        if lines:
+            if self.spool.empty:
+                try:
+                    self.sink.write(lines)
+                    self.sink_up = True
+                except SinkUnavailable as exc:
+                    self._to_spool(exc.lines if exc.lines is not None else lines, str(exc))
+            else:
+                self._to_spool(lines, "spool not yet replayed")
+        for batch in batches:
+            self.checkpoints.acknowledge(batch.source, batch.positions)
+
+    def _to_spool(self, lines: list[bytes], reason: str) -> None:
+        if self.sink_up:
+            log.warning("sink unavailable, spooling to disk", extra={"reason": reason, "spool": str(self.spool.directory)})
+        self.sink_up = False
+        if lines:
+            self.spool.append(lines)
+            self.metrics.spooled.inc(len(lines))
+            self.metrics.spool_bytes.set(self.spool.bytes)
+
+    def _replay_one(self) -> bool:
+        """Send the oldest spool segment; True if it is gone."""
+        oldest = self.spool.oldest()
+        if oldest is None:
+            return True
+        path, lines = oldest
+        try:
+            self.sink.write(lines)
+        except SinkUnavailable as exc:
+            if exc.lines is not None and len(exc.lines) < len(lines):
+                self.spool.replace(path, exc.lines)
+                self.metrics.replayed.inc(len(lines) - len(exc.lines))
+            self.sink_up = False
+            return False
+        self.spool.remove(path)
+        self.metrics.replayed.inc(len(lines))
+        self.metrics.spool_bytes.set(self.spool.bytes)
+        if self.spool.empty:
+            self.sink_up = True
+            log.info("spool replayed, back to direct delivery", extra=self.counts())
+        return True
+
+    def _status_line(self) -> None:
+        ok, details = self.health()
+        log.info("status: %s", details["status"], extra={**self.counts(), "queue_process": self._to_process.qsize(),
+                                                         "queue_deliver": self._to_deliver.qsize()})

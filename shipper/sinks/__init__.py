@@ -1,0 +1,1 @@
+"""Sinks: elasticsearch (bulk), the disk spool behind it."""

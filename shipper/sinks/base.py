@@ -1,0 +1,31 @@
+"""What every sink is, and the one error a sink raises when it cannot take events now."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from ..errors import ShipperError
+
+
+class SinkUnavailable(ShipperError):
+    """The sink could not take these lines now; they must wait (spool) and be sent again.
+
+    `lines` are exactly the lines not yet acknowledged: what already succeeded
+    in the same call is not among them.
+    """
+
+    def __init__(self, message: str, lines: list[bytes] | None = None):
+        super().__init__(message)
+        self.lines = lines
+
+
+class Sink(abc.ABC):
+    name: str
+
+    @abc.abstractmethod
+    def write(self, lines: list[bytes]) -> Any:
+        """Deliver `lines` (one bulk action + document each) or raise SinkUnavailable."""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,166 @@
+"""Sink `elasticsearch`: bulk `create` with deterministic ids, per-item outcomes.
+
+- 201: indexed. 409: already there (a replay), counted as a duplicate avoided.
+- 429 and 5xx: only those items are retried, with jittered exponential backoff.
+- Any other 4xx: refused for good; the item goes to the dead-letter stream with
+  the original document escaped and the error, the rest of the batch is indexed.
+- No answer at all (connection refused, timeout, 5xx/429 for the whole request,
+  bad credentials): `SinkUnavailable`, so the caller spools the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import elastic_transport
+import orjson
+from elasticsearch import ApiError, Elasticsearch
+from elasticsearch.serializer import OrjsonSerializer
+
+from ..config import ElasticsearchConfig
+from ..document import deadletter_document, deadletter_stream, events_stream
+from ..metrics import Metrics
+from .base import Sink, SinkUnavailable
+
+log = logging.getLogger(__name__)
+
+BULK_FILTER = "errors,items.*.status,items.*.error"
+
+
+def make_client(config: ElasticsearchConfig) -> Elasticsearch:
+    kwargs: dict[str, Any] = {
+        "request_timeout": config.request_timeout,
+        "max_retries": max(1, len(config.hosts) - 1),  # try another node, not the same one again
+        "retry_on_timeout": True,
+        "serializer": OrjsonSerializer(),
+        "verify_certs": config.verify_certs,
+    }
+    if config.api_key:
+        kwargs["api_key"] = config.api_key
+    elif config.username:
+        kwargs["basic_auth"] = (config.username, config.password or "")
+    if config.ca_file:
+        kwargs["ca_certs"] = config.ca_file
+    if not config.verify_certs:
+        log.warning("elasticsearch: certificate verification is OFF; any server can impersonate the cluster")
+        kwargs["ssl_show_warn"] = False
+    return Elasticsearch(list(config.hosts), **kwargs)
+
+
+@dataclass
+class BulkOutcome:
+    indexed: int = 0
+    duplicates: int = 0
+    deadletters: int = 0
+    retried: int = 0
+    failed_lines: list[bytes] = field(default_factory=list)  # still 429/5xx after every retry
+
+
+class ElasticsearchSink(Sink):
+    name = "elasticsearch"
+
+    def __init__(self, config: ElasticsearchConfig, metrics: Metrics, *, max_retries: int = 5,
+                 backoff: float = 0.5, client: Elasticsearch | None = None):
+        self.client = client or make_client(config)
+        self.namespace = config.namespace
+        self.index = events_stream(config.namespace)
+        self.deadletter_index = deadletter_stream(config.namespace)
+        self.metrics = metrics
+        self.max_retries = max_retries
+        self.backoff = backoff
+
+    def write(self, lines: list[bytes]) -> BulkOutcome:
+        """Index `lines` (each one action line + one document line). Raises SinkUnavailable."""
+        outcome = BulkOutcome()
+        pending = lines
+        for attempt in range(self.max_retries + 1):
+            try:
+                retry = self._bulk_once(pending, outcome)
+            except SinkUnavailable as exc:
+                exc.lines = pending if exc.lines is None else exc.lines
+                raise
+            if not retry:
+                return outcome
+            if attempt == self.max_retries:
+                outcome.failed_lines = retry
+                break
+            outcome.retried += len(retry)
+            self.metrics.retries.labels(self.name).inc(len(retry))
+            time.sleep(min(30.0, self.backoff * 2**attempt) * random.uniform(0.5, 1.5))
+            pending = retry
+        raise SinkUnavailable(f"{len(outcome.failed_lines)} items still refused with 429/5xx after "
+                              f"{self.max_retries} retries", outcome.failed_lines)
+
+    def _bulk_once(self, lines: list[bytes], outcome: BulkOutcome) -> list[bytes]:
+        """One bulk request; returns the lines to retry."""
+        body = b"".join(lines)
+        started = time.monotonic()
+        response = self._request(body, self.index)
+        self.metrics.batch_seconds.labels(self.name).observe(time.monotonic() - started)
+        self.metrics.bytes_out.labels(self.name).inc(len(body))
+        if not response.get("errors"):
+            outcome.indexed += len(lines)
+            self.metrics.events_out.labels(self.name).inc(len(lines))
+            return []
+        retry: list[bytes] = []
+        refused: list[tuple[bytes, int, dict]] = []
+        items = response["items"]
+        if len(items) != len(lines):
+            raise SinkUnavailable(f"bulk answered {len(items)} items for {len(lines)} documents")
+        for line, item in zip(lines, items):
+            result = next(iter(item.values()))
+            status = result["status"]
+            if status < 300:
+                outcome.indexed += 1
+            elif status == 409:
+                outcome.duplicates += 1
+            elif status == 429 or status >= 500:
+                retry.append(line)
+            else:
+                refused.append((line, status, result.get("error") or {}))
+        self.metrics.events_out.labels(self.name).inc(len(lines) - len(retry) - len(refused))
+        self.metrics.duplicates.labels(self.name).inc(outcome.duplicates)
+        if refused:
+            try:
+                self._deadletter(refused)
+            except SinkUnavailable as exc:
+                # Sent again later they will be refused again and dead-lettered then.
+                exc.lines = retry + [line for line, _, _ in refused]
+                raise
+            outcome.deadletters += len(refused)
+        return retry
+
+    def _request(self, body: bytes, index: str) -> dict[str, Any]:
+        try:
+            return self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+            raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}") from exc
+        except ApiError as exc:
+            # A whole-request error: overloaded, down, or our credentials/privileges are wrong.
+            # None of these is the documents' fault, so they wait in the spool.
+            if exc.status_code in (401, 403):
+                log.error("elasticsearch: request refused (%s); check the credentials and privileges",
+                          exc.status_code, extra={"error": str(exc.message)})
+            raise SinkUnavailable(f"Elasticsearch answered {exc.status_code}: {exc.message}") from exc
+
+    def _deadletter(self, refused: list[tuple[bytes, int, dict]]) -> None:
+        lines = []
+        for line, status, error in refused:
+            action, _, original = line.partition(b"\n")
+            doc = deadletter_document(original.rstrip(b"\n"), status, error, self.namespace, self.index)
+            lines.append(action + b"\n" + orjson.dumps(doc) + b"\n")
+            log.warning("elasticsearch: document refused, sent to the dead-letter stream",
+                        extra={"status": status, "error_type": error.get("type"), "reason": str(error.get("reason"))[:300]})
+        response = self._request(b"".join(lines), self.deadletter_index)
+        self.metrics.deadletters.labels(self.name).inc(len(lines))
+        if response.get("errors"):
+            bad = [next(iter(i.values())) for i in response["items"] if next(iter(i.values()))["status"] not in (201, 409)]
+            if bad:
+                raise SinkUnavailable(f"dead-letter stream refused {len(bad)} documents: {bad[0].get('error')}")
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,1 @@
+"""Sources: docker_logs (json-file or Engine API), docker_events."""

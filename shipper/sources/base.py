@@ -1,0 +1,46 @@
+"""What every source is: a thread-friendly producer of batches of events."""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..model import Event
+
+
+@dataclass
+class Batch:
+    """Events from one source, and the read positions to checkpoint once they are acknowledged.
+
+    `positions` maps a key (container id, ...) to the position after the last event
+    of this batch for that key; None means "forget this key".
+    """
+
+    source: str
+    events: list[Event]
+    positions: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.monotonic)
+
+
+Emit = Callable[[Batch], None]
+
+
+class Source(abc.ABC):
+    """A source runs in its own thread: `run(emit)` blocks until `close()` is called.
+
+    `emit` may block (backpressure): a source must not hold locks others need
+    while calling it. `positions` are the checkpoints the source left last time.
+    """
+
+    name: str
+
+    @abc.abstractmethod
+    def run(self, emit: Emit, positions: dict[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def status(self) -> dict[str, Any]:
+        return {}
