@@ -4,6 +4,7 @@
 #   scripts/testbed.sh up       start what is missing (idempotent), build the test image
 #   scripts/testbed.sh down     stop what `up` started, delete the test server's data
 #   scripts/testbed.sh status   say what answers, and which versions
+#   scripts/testbed.sh es-stop | es-start   stop/start only Elasticsearch, keeping its data
 #
 # Docker: the engine that answers is used as is; otherwise Debian's docker.io is
 # installed if needed and dockerd started with no bridge network and no iptables.
@@ -183,7 +184,7 @@ EOF
     say "elasticsearch: version $(es_version) answering at $ES_LOCAL_URL"
 }
 
-es_down() {
+es_stop() { # stop the server this script started, keep its data (outage tests)
     local dir="$STATE/es"
     if pid_alive "$dir/es.pid"; then
         local pid
@@ -193,7 +194,12 @@ es_down() {
         for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
         kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; say "elasticsearch: killed after 30s"; }
     fi
-    rm -rf "$dir/data" "$dir/es.pid"
+    rm -f "$dir/es.pid"
+}
+
+es_down() {
+    es_stop
+    rm -rf "$STATE/es/data"
 }
 
 status() {
@@ -216,5 +222,7 @@ case ${1:-} in
     up) docker_up; es_up ;;
     down) es_down; docker_down ;;
     status) status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    es-stop) [[ -z ${ES_URL:-} ]] || die "ES_URL is set: not our server to stop"; es_stop ;;
+    es-start) es_up ;;
+    *) echo "usage: $0 up|down|status|es-stop|es-start" >&2; exit 2 ;;
 esac

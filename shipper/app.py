@@ -66,7 +66,8 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
         )
         sources.append(DockerLogsSource(
             client, cache, selector=selector, mode=logs.mode, root_dir=config.docker.root_dir,
-            batch_size=config.pipeline.batch_max_docs, max_message_length=logs.max_message_length,
+            batch_size=config.pipeline.batch_max_docs, batch_bytes=config.pipeline.batch_max_bytes,
+            max_message_length=logs.max_message_length,
             poll_interval=logs.poll_interval, start_at=logs.start_at,
         ))
     if config.sources.docker_events.enabled:
@@ -84,7 +85,8 @@ def run(config: Config) -> int:
     spool = Spool(state / "spool", config.state.spool_max_bytes)
     pipeline = Pipeline(
         sources=build_sources(config, client, cache),
-        sink=ElasticsearchSink(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries),
+        sink=ElasticsearchSink(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
+                               max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes),
         spool=spool,
         checkpoints=Checkpoints(state / "checkpoints.json"),
         writer=DocumentWriter(config.elasticsearch.namespace, cache.get),

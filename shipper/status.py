@@ -49,7 +49,8 @@ def replay_spool(config: Config) -> int:
     state = Path(config.state.directory)
     StateLock(state).acquire()
     spool = Spool(state / "spool", config.state.spool_max_bytes)
-    sink = ElasticsearchSink(config.elasticsearch, Metrics(), max_retries=config.pipeline.max_retries)
+    sink = ElasticsearchSink(config.elasticsearch, Metrics(), max_retries=config.pipeline.max_retries,
+                             max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes)
     sent = 0
     total = len(spool.segments())
     for number, path in enumerate(spool.segments(), 1):

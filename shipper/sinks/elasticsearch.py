@@ -51,6 +51,23 @@ def make_client(config: ElasticsearchConfig) -> Elasticsearch:
     return Elasticsearch(list(config.hosts), **kwargs)
 
 
+class _Overloaded(Exception):
+    """The cluster answered 429/503 to the whole request: back off and send it again."""
+
+
+def _chunks(lines: list[bytes], max_docs: int, max_bytes: int):
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        if chunk and (len(chunk) >= max_docs or size + len(line) > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line)
+    if chunk:
+        yield chunk
+
+
 @dataclass
 class BulkOutcome:
     indexed: int = 0
@@ -64,7 +81,8 @@ class ElasticsearchSink(Sink):
     name = "elasticsearch"
 
     def __init__(self, config: ElasticsearchConfig, metrics: Metrics, *, max_retries: int = 5,
-                 backoff: float = 0.5, client: Elasticsearch | None = None):
+                 backoff: float = 0.5, max_docs: int = 5000, max_bytes: int = 8 << 20,
+                 client: Elasticsearch | None = None):
         self.client = client or make_client(config)
         self.namespace = config.namespace
         self.index = events_stream(config.namespace)
@@ -72,28 +90,45 @@ class ElasticsearchSink(Sink):
         self.metrics = metrics
         self.max_retries = max_retries
         self.backoff = backoff
+        self.max_docs = max_docs
+        self.max_bytes = max_bytes
 
     def write(self, lines: list[bytes]) -> BulkOutcome:
-        """Index `lines` (each one action line + one document line). Raises SinkUnavailable."""
+        """Index `lines` (each one action line + one document line). Raises SinkUnavailable.
+
+        Requests are cut at `max_bytes`/`max_docs`: one huge request would trip the
+        cluster's indexing-pressure limit (429 for the whole request) every time.
+        """
         outcome = BulkOutcome()
+        chunks = list(_chunks(lines, self.max_docs, self.max_bytes))
+        for number, chunk in enumerate(chunks):
+            try:
+                self._write_chunk(chunk, outcome)
+            except SinkUnavailable as exc:
+                unsent = [line for later in chunks[number + 1:] for line in later]
+                exc.lines = (exc.lines if exc.lines is not None else chunk) + unsent
+                raise
+        return outcome
+
+    def _write_chunk(self, lines: list[bytes], outcome: BulkOutcome) -> None:
         pending = lines
         for attempt in range(self.max_retries + 1):
             try:
                 retry = self._bulk_once(pending, outcome)
+            except _Overloaded:
+                retry = pending  # the whole request got 429/503: same treatment as items
             except SinkUnavailable as exc:
                 exc.lines = pending if exc.lines is None else exc.lines
                 raise
             if not retry:
-                return outcome
+                return
             if attempt == self.max_retries:
-                outcome.failed_lines = retry
                 break
             outcome.retried += len(retry)
             self.metrics.retries.labels(self.name).inc(len(retry))
             time.sleep(min(30.0, self.backoff * 2**attempt) * random.uniform(0.5, 1.5))
             pending = retry
-        raise SinkUnavailable(f"{len(outcome.failed_lines)} items still refused with 429/5xx after "
-                              f"{self.max_retries} retries", outcome.failed_lines)
+        raise SinkUnavailable(f"{len(retry)} items still refused with 429/5xx after {self.max_retries} retries", retry)
 
     def _bulk_once(self, lines: list[bytes], outcome: BulkOutcome) -> list[bytes]:
         """One bulk request; returns the lines to retry."""
@@ -140,7 +175,9 @@ class ElasticsearchSink(Sink):
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
             raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}") from exc
         except ApiError as exc:
-            # A whole-request error: overloaded, down, or our credentials/privileges are wrong.
+            if exc.status_code in (429, 503):
+                raise _Overloaded() from exc
+            # A whole-request error: down, or our credentials/privileges are wrong.
             # None of these is the documents' fault, so they wait in the spool.
             if exc.status_code in (401, 403):
                 log.error("elasticsearch: request refused (%s); check the credentials and privileges",

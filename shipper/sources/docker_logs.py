@@ -46,7 +46,8 @@ def _line_event(container_id: str, path: str, line: Line) -> Event:
         fields["log"]["flags"] = ["truncated"] if line.truncated else ["malformed"]
         fields["tags"] = fields["log"]["flags"]
     return Event(
-        id=event_id(container_id, line.inode, line.offset),
+        # Not the inode: inodes are reused once Docker deletes a rotated file.
+        id=event_id(container_id, line.time, line.offset),
         timestamp=line.time or _now(),
         source="docker_logs",
         fields=fields,
@@ -73,6 +74,7 @@ class DockerLogsSource(Source):
         mode: str = "auto",
         root_dir: str = "/var/lib/docker",
         batch_size: int = 2000,
+        batch_bytes: int = 8 << 20,
         max_message_length: int = 1 << 20,
         poll_interval: float = 0.05,
         start_at: str = "beginning",
@@ -80,9 +82,11 @@ class DockerLogsSource(Source):
         self.client = client
         self.cache = cache
         self.selector = selector
+        self.root_dir = root_dir
         readable = os.access(os.path.join(root_dir, "containers"), os.R_OK | os.X_OK)
         self.mode = mode if mode != "auto" else ("file" if readable else "api")
         self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
         self.start_at_end = start_at == "end"
@@ -96,6 +100,8 @@ class DockerLogsSource(Source):
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
         log.info("docker_logs: following containers", extra={"mode": self.mode})
         threading.Thread(target=self._watch_engine, name="docker_logs-events", daemon=True).start()
+        if self.mode == "file":
+            threading.Thread(target=self._guard_rotation, name="docker_logs-rotation", daemon=True).start()
         for container in self.client.api.containers(all=True):
             self._follow(container["Id"], positions)
             if container.get("State") != "running":
@@ -142,6 +148,16 @@ class DockerLogsSource(Source):
                 log.warning("docker_logs: engine event stream broke, reconnecting", extra={"error": str(exc)})
                 self._closed.wait(1.0)
 
+    def _guard_rotation(self) -> None:
+        """Open each new log file as soon as it appears, even while emit() blocks."""
+        while not self._closed.wait(self.poll_interval):
+            try:
+                chains = list(self._followed.values())
+            except RuntimeError:  # changed while we copied; next round
+                continue
+            for chain in chains:
+                chain.discover()
+
     def _apply_changes(self, positions: dict[str, Any]) -> None:
         while True:
             try:
@@ -166,12 +182,14 @@ class DockerLogsSource(Source):
         if meta is None or not self.selector.wants(meta):
             return
         if self.mode == "file":
-            if meta.log_driver != "json-file" or not meta.log_path:
+            if meta.log_driver != "json-file":
                 log.warning("docker_logs: container does not log to json-file; use mode api to follow it",
                             extra={"container": meta.name, "log_driver": meta.log_driver})
                 return
+            # LogPath is only filled in at start; the json-file driver's path is fixed.
+            path = meta.log_path or os.path.join(self.root_dir, "containers", meta.id, f"{meta.id}-json.log")
             follower = JsonFileChain(
-                meta.log_path, max_message_length=self.max_message_length, position=positions.get(container_id),
+                path, max_message_length=self.max_message_length, position=positions.get(container_id),
                 start_at_end=self.start_at_end and container_id not in positions,
             )
         else:
@@ -188,7 +206,7 @@ class DockerLogsSource(Source):
             if container_id in self._dormant:
                 continue
             if self.mode == "file":
-                lines = follower.read(self.batch_size - len(events))
+                lines = follower.read(self.batch_size - len(events), self.batch_bytes)
                 got = [_line_event(container_id, follower.base, line) for line in lines]
             else:
                 got = follower.drain(self.batch_size - len(events))
@@ -208,6 +226,15 @@ class DockerLogsSource(Source):
         action, when = self._stopping[container_id]
         if time.monotonic() - when < QUIET_AFTER_DIE:
             return
+        if self.mode == "api":
+            follower = self._followed[container_id]
+            if not follower.finished:
+                return  # the API stream is still delivering what the container wrote
+            if not follower.caught_up:
+                # A follow stream opened while the container was exiting can end before the
+                # engine has written its last lines; one more pass picks them up.
+                follower.start(follow=False)
+                return
         del self._stopping[container_id]
         if action == "destroy":
             self._followed.pop(container_id).close()
@@ -236,7 +263,8 @@ class _ApiFollower:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._last = {name: dict(position[name]) for name in self.STREAMS if position and position.get(name)}
-        self._skip = {name: dict(value) for name, value in self._last.items()}
+        self._skip: dict[str, dict] = {}
+        self.caught_up = False
 
     @property
     def position(self) -> dict | None:
@@ -246,19 +274,22 @@ class _ApiFollower:
     def finished(self) -> bool:
         return all(not t.is_alive() for t in self._threads) and self._lines.empty()
 
-    def start(self) -> None:
+    def start(self, follow: bool = True) -> None:
+        """(Re)open both streams from the last position; lines already handed out are skipped."""
+        self.caught_up = not follow
+        self._skip = {name: dict(value) for name, value in self._last.items()}
         for name in self.STREAMS:
             since = _since_arg(self._last[name]["time"]) if name in self._last else None
-            thread = threading.Thread(target=self._read, args=(name, since), daemon=True,
+            thread = threading.Thread(target=self._read, args=(name, since, follow), daemon=True,
                                       name=f"logs-{self.meta.name}-{name}")
             self._threads.append(thread)
             thread.start()
 
-    def _read(self, stream_name: str, since: float | None) -> None:
+    def _read(self, stream_name: str, since: float | None, follow: bool) -> None:
         try:
             stream = self.client.api.logs(
                 self.meta.id, stdout=stream_name == "stdout", stderr=stream_name == "stderr",
-                stream=True, follow=True, timestamps=True, since=since,
+                stream=True, follow=follow, timestamps=True, since=since,
             )
             self._streams.append(stream)
             parts: list[bytes] = []

@@ -13,8 +13,10 @@ of a whole message, so a restart never resumes in the middle of one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
@@ -24,6 +26,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 20
+HEAD_SIZE = 1 << 17  # one JSON entry is at most 16 KiB of text, escaped
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +62,36 @@ def chain_paths(base: str) -> list[str]:
     return paths
 
 
+def first_entry_digest(handle) -> str | None:
+    """A fingerprint of a log file: its first JSON entry (which ends with its timestamp).
+
+    Inode numbers are reused after a file is deleted, so a checkpoint's inode alone
+    could name a different file; the first entry tells them apart.
+    """
+    head = os.pread(handle.fileno(), HEAD_SIZE, 0)
+    end = head.find(b"\n")
+    if end < 0:
+        return None  # not even one whole entry yet
+    return hashlib.blake2b(head[:end], digest_size=8).hexdigest()
+
+
 class _OpenFile:
-    __slots__ = ("inode", "handle", "offset", "path")
+    __slots__ = ("inode", "handle", "offset", "path", "_digest")
 
     def __init__(self, path: str, handle, offset: int = 0):
         self.path = path
         self.handle = handle
         self.inode = os.fstat(handle.fileno()).st_ino
         self.offset = offset  # offset of the first byte not yet consumed into `pending`
+        self._digest: str | None = None
         if offset:
             handle.seek(offset)
+
+    @property
+    def digest(self) -> str | None:
+        if self._digest is None:
+            self._digest = first_entry_digest(self.handle)
+        return self._digest
 
 
 class JsonFileChain:
@@ -78,13 +101,19 @@ class JsonFileChain:
         self.base = base
         self.max_message_length = max_message_length
         self._files: deque[_OpenFile] = deque()
-        self._known_inodes: set[int] = set()
+        self._open_inodes: set[int] = set()
+        # Files read to the end: inode -> size. Inodes are reused once a file is deleted,
+        # so a file counts as "already read" only if its size matches too.
+        self._finished: dict[int, int] = {}
         self._leftover = b""  # an incomplete JSON line at the end of what we read
         self._partial: list[str] = []  # parts of a message split by Docker at 16 KiB
         self._partial_inode = 0  # a split message may straddle a rotation
+        self._partial_digest: str | None = None
         self._partial_start = 0
         self._partial_length = 0
         self.lost_files = 0
+        self._lock = threading.Lock()  # discover() may run in another thread
+        self._closed = False
         self._open_initial(position, start_at_end)
 
     # ------------------------------------------------------------ files
@@ -94,28 +123,47 @@ class JsonFileChain:
             handle = open(path, "rb", buffering=0)
         except FileNotFoundError:
             return None
-        opened = _OpenFile(path, handle, offset)
-        if opened.inode in self._known_inodes:
+        stat = os.fstat(handle.fileno())
+        if stat.st_ino in self._open_inodes or self._finished.get(stat.st_ino) == stat.st_size:
             handle.close()
             return None
-        self._known_inodes.add(opened.inode)
+        opened = _OpenFile(path, handle, offset)
+        self._open_inodes.add(opened.inode)
         return opened
+
+    @staticmethod
+    def _same_file(path: str, position: dict) -> bool:
+        if position.get("digest") is None:
+            return True
+        with open(path, "rb", buffering=0) as handle:
+            return first_entry_digest(handle) == position["digest"]
+
+    def _finish(self, current: _OpenFile) -> None:
+        current.handle.close()
+        self._files.popleft()
+        self._open_inodes.discard(current.inode)
+        self._finished[current.inode] = current.offset
+        while len(self._finished) > 16:
+            del self._finished[next(iter(self._finished))]
 
     def _open_initial(self, position: dict | None, start_at_end: bool) -> None:
         paths = chain_paths(self.base)
         if position:
             for index, path in enumerate(paths):
                 try:
-                    if os.stat(path).st_ino == position["inode"]:
-                        paths = paths[index:]
+                    stat = os.stat(path)
+                    if stat.st_ino != position["inode"] or not self._same_file(path, position):
+                        self._finished[stat.st_ino] = stat.st_size  # older than the checkpoint: done
+                    else:
                         first = self._open(path, position["offset"])
                         if first:
                             self._files.append(first)
-                        paths = paths[1:]
+                        paths = paths[index + 1:]
                         break
                 except FileNotFoundError:
                     continue
             else:
+                self._finished.clear()
                 if paths:
                     self.lost_files += 1
                     log.warning(
@@ -123,6 +171,12 @@ class JsonFileChain:
                         "resuming at the oldest file left", extra={"log_file": self.base}
                     )
         elif start_at_end and paths:
+            for older in paths[:-1]:
+                try:
+                    stat = os.stat(older)
+                    self._finished[stat.st_ino] = stat.st_size
+                except FileNotFoundError:
+                    pass
             paths = paths[-1:]
             last = self._open(paths[0])
             if last:
@@ -134,16 +188,27 @@ class JsonFileChain:
             if opened:
                 self._files.append(opened)
 
-    def _discover(self) -> None:
-        """Open the live file if it is one we have not seen (Docker rotated)."""
+    def discover(self) -> None:
+        """Open the live file if it is one we have not seen (Docker rotated).
+
+        Called often, also while the reader is blocked: an open file stays
+        readable after Docker deletes it, so nothing rotated away is lost.
+        """
+        if self._closed:
+            return
         try:
             inode = os.stat(self.base).st_ino
         except FileNotFoundError:
             return
-        if inode not in self._known_inodes:
-            opened = self._open(self.base)
-            if opened:
-                self._files.append(opened)
+        if inode in self._open_inodes:
+            return
+        # The live file is new. Docker may have rotated more than once since we
+        # last looked: take every file of the chain we have not read, oldest first.
+        with self._lock:
+            for path in chain_paths(self.base):
+                opened = self._open(path)
+                if opened:
+                    self._files.append(opened)
 
     @property
     def position(self) -> dict | None:
@@ -151,25 +216,28 @@ class JsonFileChain:
         if not self._files:
             return None
         current = self._files[0]
-        pending = len(self._leftover)
         if self._partial:
-            return {"inode": self._partial_inode, "offset": self._partial_start}
-        return {"inode": current.inode, "offset": current.offset - pending}
+            return {"inode": self._partial_inode, "offset": self._partial_start, "digest": self._partial_digest}
+        return {"inode": current.inode, "offset": current.offset - len(self._leftover), "digest": current.digest}
 
     # ------------------------------------------------------------ reading
 
-    def read(self, max_lines: int) -> list[Line]:
-        """Whole messages available now, at most about `max_lines`."""
-        self._discover()
+    def read(self, max_lines: int, max_bytes: int = 8 << 20) -> list[Line]:
+        """Whole messages available now: about `max_lines` or `max_bytes` of file at most."""
+        self.discover()
         out: list[Line] = []
-        while self._files and len(out) < max_lines:
+        consumed = 0
+        while self._files and len(out) < max_lines and consumed < max_bytes:
             current = self._files[0]
             chunk = current.handle.read(READ_SIZE)
             if chunk:
+                consumed += len(chunk)
                 self._consume(current, chunk, out)
                 continue
             # End of this file. A newer file exists, so Docker will not write here again.
-            if len(self._files) > 1:
+            with self._lock:
+                newer = len(self._files) > 1
+            if newer:
                 if self._leftover:
                     log.warning("rotated log file ends inside a JSON entry; shipping it as malformed",
                                 extra={"log_file": current.path})
@@ -177,8 +245,8 @@ class JsonFileChain:
                     out.append(Line(start, current.inode, "", "unknown",
                                     self._leftover.decode("utf-8", "replace"), False, True))
                     self._leftover = b""
-                current.handle.close()
-                self._files.popleft()
+                with self._lock:
+                    self._finish(current)
                 continue
             break
         return out
@@ -211,6 +279,7 @@ class JsonFileChain:
             # Part of a message Docker split at 16 KiB.
             if not self._partial:
                 self._partial_inode = inode
+                self._partial_digest = current.digest
                 self._partial_start = line_start
                 self._partial_time = entry["time"]
                 self._partial_stream = entry["stream"]
@@ -226,6 +295,7 @@ class JsonFileChain:
                 self._partial_length = 0
 
     def close(self) -> None:
+        self._closed = True
         for opened in self._files:
             opened.handle.close()
         self._files.clear()
