@@ -61,6 +61,7 @@ def serve_fake_bulk(port: int, delays_path: str) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else headers and body wait on delayed ACKs: 40 ms a request
 
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -71,6 +72,8 @@ def serve_fake_bulk(port: int, delays_path: str) -> None:
                     stamp = orjson.loads(doc)["@timestamp"]
                     delays.append(now - _parse(stamp))
             self._answer(b'{"errors":false}')
+
+        do_PUT = do_POST  # the 8.x client sends _bulk as PUT
 
         def do_GET(self) -> None:  # noqa: N802
             self._answer(b"{}")
@@ -119,13 +122,14 @@ def write_backlog(client, label: str, lines: int, containers: int) -> list:
 
 
 def start_live(client, label: str, rate: int, seconds: int, containers: int) -> list:
+    """Containers writing `rate` lines/s in all for `seconds`, labelled like the backlog ones."""
     per_container = rate // containers // 10  # lines per 0.1 s
     rounds = seconds * 10
     script = (f"k=0; while [ $k -lt {rounds} ]; do seq $((k*{per_container}+1)) $((k*{per_container}+{per_container})) "
               f"| sed 's/^/bench live /; s/$/ {PAD}/'; usleep 100000; k=$((k+1)); done")
     return [client.containers.run(
         IMAGE, ["sh", "-c", script], detach=True, network_mode="none", labels={"shipper.bench": label},
-        name=f"shipper-bench-{label}-{n}",
+        name=f"shipper-bench-{label}-live-{n}",
         log_config=LogConfig(type="json-file", config={"max-size": "100m", "max-file": "2"}),
     ) for n in range(containers)]
 
@@ -212,18 +216,18 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
         }
         print(f"[{target}] backlog: {result}", flush=True)
         if target == "fake":
-            expected = lines + live_rate * live_seconds // containers // 10 * 10 * containers
-            made += start_live(client, label + "l", live_rate, live_seconds, containers)
             shipper.stop()
-            shipper = Shipper(hosts, label, state)  # same checkpoint: only new lines, live
+            live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
+            made += start_live(client, label, live_rate, live_seconds, containers)
+            shipper = Shipper(hosts, label, state)  # same checkpoint: only the new lines, as they come
             for container in made[-containers:]:
                 container.wait(timeout=600)
-            shipper.wait_out(expected - lines)
+            shipper.wait_out(live_lines)
             fake.send_signal(signal.SIGTERM)
             fake.wait(30)
             fake = None
-            delays = [d for d in json.loads(delays_path.read_text())]
-            live = delays[-(len(delays) * (expected - lines) // expected):] if delays else []
+            delays = json.loads(delays_path.read_text())
+            live = delays[-(len(delays) * live_lines // (lines + live_lines)):] if delays else []
             if live:
                 qs = statistics.quantiles(live, n=100)
                 result.update(live_rate=live_rate, delay_p50_ms=round(qs[49] * 1000, 1), delay_p99_ms=round(qs[98] * 1000, 1))

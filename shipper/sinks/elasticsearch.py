@@ -56,6 +56,9 @@ class _Overloaded(Exception):
 
 
 def _chunks(lines: list[bytes], max_docs: int, max_bytes: int):
+    if len(lines) <= max_docs and sum(map(len, lines)) <= max_bytes:
+        yield lines  # the usual case, without a Python loop over every line
+        return
     chunk: list[bytes] = []
     size = 0
     for line in lines:

@@ -24,7 +24,7 @@ import docker
 import docker.errors
 
 from ..containers import ContainerCache, ContainerMeta, Selector
-from ..model import Event, event_id
+from ..model import Event, IdPrefix, event_id
 from .base import Batch, Emit, Source
 from .jsonfile import JsonFileChain, Line
 
@@ -35,7 +35,7 @@ LOG_EVENT = {"kind": "event", "category": ["process"], "type": ["info"], "datase
 FOLLOW_ACTIONS = {"create", "start", "restart"}
 
 
-def _line_event(container_id: str, path: str, line: Line) -> Event:
+def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line) -> Event:
     fields: dict[str, Any] = {
         "message": line.text,
         "stream": line.stream,
@@ -47,7 +47,7 @@ def _line_event(container_id: str, path: str, line: Line) -> Event:
         fields["tags"] = fields["log"]["flags"]
     return Event(
         # Not the inode: inodes are reused once Docker deletes a rotated file.
-        id=event_id(container_id, line.time, line.offset),
+        id=ids.id(line.time, line.offset),
         timestamp=line.time or _now(),
         source="docker_logs",
         fields=fields,
@@ -96,6 +96,7 @@ class DockerLogsSource(Source):
         self._followed: dict[str, Any] = {}  # container id -> JsonFileChain or _ApiFollower
         self._stopping: dict[str, tuple[str, float]] = {}  # id -> ("die"|"destroy", when)
         self._dormant: set[str] = set()  # stopped and read to the end: not polled until restarted
+        self._ids: dict[str, IdPrefix] = {}
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
         log.info("docker_logs: following containers", extra={"mode": self.mode})
@@ -207,7 +208,8 @@ class DockerLogsSource(Source):
                 continue
             if self.mode == "file":
                 lines = follower.read(self.batch_size - len(events), self.batch_bytes)
-                got = [_line_event(container_id, follower.base, line) for line in lines]
+                ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
+                got = [_line_event(container_id, ids, follower.base, line) for line in lines]
             else:
                 got = follower.drain(self.batch_size - len(events))
             if got:
