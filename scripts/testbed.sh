@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test bed: a real Docker engine and a real Elasticsearch server on this host.
 #
-#   scripts/testbed.sh up       start what is missing (idempotent), build the test image
+#   scripts/testbed.sh up       start what is missing (idempotent), build the test image;
+#                               also a TLS + security node on 127.0.0.1:9201 (SHIPPER_TESTBED_SECURE=0: not)
 #   scripts/testbed.sh down     stop what `up` started, delete the test server's data
 #   scripts/testbed.sh status   say what answers, and which versions
 #   scripts/testbed.sh es-stop | es-start   stop/start only Elasticsearch, keeping its data
@@ -143,6 +144,100 @@ es_fetch() {
     echo "$home"
 }
 
+# A second node with security on: TLS on HTTP (our own CA), a file-realm admin and a
+# file-realm writer that may only create documents in logs-shipper.*. For the tests
+# of TLS, authentication and least privilege. Its CA, admin
+# password and URL are in $STATE/es-secure/ for the tests to read.
+SECURE_PORT=9201
+SECURE_ADMIN=shipper-admin
+
+secure_healthy() {
+    local dir="$STATE/es-secure"
+    [[ -f $dir/admin-password ]] || return 1
+    curl -fsS -m 5 --cacert "$dir/ca.pem" -u "$SECURE_ADMIN:$(cat "$dir/admin-password")" \
+        "https://127.0.0.1:$SECURE_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" 2>/dev/null | grep -q '"status"'
+}
+
+secure_certs() {
+    local certs=$1
+    [[ -f $certs/node.pem ]] && return
+    mkdir -p "$certs"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=shipper-testbed-ca" \
+        -keyout "$certs/ca.key" -out "$certs/ca.pem" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$certs/node.key" -out "$certs/node.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$certs/san.ext"
+    openssl x509 -req -in "$certs/node.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$certs/san.ext" -out "$certs/node.pem" 2>/dev/null
+}
+
+secure_up() {
+    [[ -z ${ES_URL:-} && ${SHIPPER_TESTBED_SECURE:-1} == 1 ]] || return 0
+    if secure_healthy; then
+        say "elasticsearch (TLS, security): https://127.0.0.1:$SECURE_PORT already answering"
+        return
+    fi
+    local home java dir="$STATE/es-secure"
+    home=$(es_fetch)
+    java=$(find_java)
+    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+    mkdir -p "$dir/data" "$dir/logs"
+    rm -rf "$dir/config" && cp -r "$home/config" "$dir/config"
+    secure_certs "$dir/certs"
+    cp -r "$dir/certs" "$dir/config/certs"
+    cp "$dir/certs/ca.pem" "$dir/ca.pem"
+    {
+        echo "cluster.name: shipper-testbed-secure"
+        echo "node.name: testbed-secure"
+        echo "network.host: 127.0.0.1"
+        echo "http.port: $SECURE_PORT"
+        echo "transport.port: 9301"
+        echo "discovery.type: single-node"
+        echo "path.data: $dir/data"
+        echo "path.logs: $dir/logs"
+        echo "cluster.routing.allocation.disk.threshold_enabled: false"
+        echo "xpack.security.enabled: true"
+        echo "xpack.security.http.ssl.enabled: true"
+        echo "xpack.security.http.ssl.certificate: certs/node.pem"
+        echo "xpack.security.http.ssl.key: certs/node.key"
+        echo "xpack.security.http.ssl.certificate_authorities: [certs/ca.pem]"
+        echo "xpack.security.transport.ssl.enabled: false"
+        echo "xpack.security.authc.api_key.enabled: true"
+    } >"$dir/config/elasticsearch.yml"
+    # File-realm users and roles: the zip cannot create the .security index (it lacks the
+    # analysis-common module), so native users and API keys are not available on it.
+    printf 'shipper_writer:\n  indices:\n    - names: ["logs-shipper.*"]\n      privileges: ["create_doc", "auto_configure"]\n' \
+        >>"$dir/config/roles.yml"
+    for user in admin writer; do
+        [[ -f $dir/$user-password ]] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/$user-password"
+    done
+    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" "$home/bin/elasticsearch-users" useradd "$SECURE_ADMIN" \
+        -p "$(cat "$dir/admin-password")" -r superuser >/dev/null
+    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" "$home/bin/elasticsearch-users" useradd shipper-writer \
+        -p "$(cat "$dir/writer-password")" -r shipper_writer >/dev/null
+    chown -R "$ES_USER" "$dir"
+    say "elasticsearch (TLS, security): starting on https://127.0.0.1:$SECURE_PORT"
+    if ! runuser -u "$ES_USER" -- env ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" \
+        ES_JAVA_OPTS="-Xms512m -Xmx512m" "$home/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/start.log" 2>&1; then
+        tail -30 "$dir/start.log" >&2
+        die "secure elasticsearch failed to start (see $dir/logs)"
+    fi
+    wait_for 120 "secure elasticsearch" secure_healthy || die "secure elasticsearch not healthy within 120s"
+    say "elasticsearch (TLS, security): answering; CA $dir/ca.pem, admin $SECURE_ADMIN (password in $dir/admin-password)"
+}
+
+secure_down() {
+    local dir="$STATE/es-secure"
+    if pid_alive "$dir/es.pid"; then
+        local pid
+        pid=$(cat "$dir/es.pid")
+        say "elasticsearch (TLS): stopping the server this script started (pid $pid)"
+        kill "$pid"
+        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    fi
+    rm -rf "$dir/data" "$dir/es.pid"
+}
+
 es_up() {
     if [[ -n ${ES_URL:-} ]]; then
         es_healthy || die "ES_URL=$ES_URL does not answer /_cluster/health"
@@ -219,8 +314,8 @@ status() {
 
 [[ $(id -u) == 0 || ${1:-} == status ]] || die "run as root: the bed starts dockerd and creates the $ES_USER user"
 case ${1:-} in
-    up) docker_up; es_up ;;
-    down) es_down; docker_down ;;
+    up) docker_up; es_up; secure_up ;;
+    down) secure_down; es_down; docker_down ;;
     status) status ;;
     es-stop) [[ -z ${ES_URL:-} ]] || die "ES_URL is set: not our server to stop"; es_stop ;;
     es-start) es_up ;;

@@ -30,22 +30,6 @@ def templates(es):
     run_setup(es)
 
 
-@pytest.fixture
-def shippers(tmp_path):
-    made: list[ShipperProcess] = []
-
-    def make(*settings: str, subdir: str = "") -> ShipperProcess:
-        path = tmp_path / subdir if subdir else tmp_path
-        path.mkdir(exist_ok=True)
-        shipper = ShipperProcess(path, *settings)
-        made.append(shipper)
-        return shipper
-
-    yield make
-    for shipper in made:
-        shipper.close()
-
-
 def by_container(container_id: str) -> dict:
     return {"bool": {"filter": [LOGS_ONLY, {"term": {"container.id": container_id}}]}}
 
