@@ -14,6 +14,7 @@ import docker
 from .checkpoints import Checkpoints
 from .config import Config
 from .containers import ContainerCache, Selector
+from .detect.engine import RulesEngine
 from .document import DocumentWriter
 from .errors import ServiceUnavailable, ShipperError
 from .metrics import Metrics, MonitorServer
@@ -83,6 +84,10 @@ def run(config: Config) -> int:
     client = docker_client(config)
     cache = ContainerCache(client)
     spool = Spool(state / "spool", config.state.spool_max_bytes)
+    engine = None
+    if config.detection.enabled:
+        engine = RulesEngine.from_paths([Path(p) for p in config.detection.rules], cache.get,
+                                        builtin=config.detection.builtin_rules, metrics=metrics)
     pipeline = Pipeline(
         sources=build_sources(config, client, cache),
         sink=ElasticsearchSink(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
@@ -91,6 +96,7 @@ def run(config: Config) -> int:
         checkpoints=Checkpoints(state / "checkpoints.json"),
         writer=DocumentWriter(config.elasticsearch.namespace, cache.get),
         metrics=metrics,
+        process=engine.process if engine else None,
         settings=PipelineSettings(
             batch_max_docs=config.pipeline.batch_max_docs, batch_max_bytes=config.pipeline.batch_max_bytes,
             flush_interval=config.pipeline.flush_interval, queue_batches=config.pipeline.queue_batches,

@@ -97,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
         "acknowledged. A running shipper replays by itself; this is for a stopped one.",
     )
     replay.set_defaults(handler=_spool_replay)
+
+    rules = commands.add_parser("rules", parents=[common], help="check Sigma rules")
+    rules_sub = rules.add_subparsers(dest="action", metavar="ACTION")
+    rules_sub.required = True
+    lint = rules_sub.add_parser(
+        "lint", parents=[common], help="report every problem in rule files, with file:line",
+        description="Parse every .yml/.yaml Sigma rule under DIR (or the given files) with pySigma and "
+        "compile it for the live evaluator. Reports YAML errors, unknown modifiers, bad conditions, "
+        "missing ids or levels and duplicate ids, each with file:line. Exits 1 if any.",
+    )
+    lint.add_argument("paths", nargs="+", metavar="DIR|FILE", help="rule files or directories")
+    lint.set_defaults(handler=_rules_lint)
     return parser
 
 
@@ -154,6 +166,20 @@ def _spool_replay(args: argparse.Namespace, config: Config) -> int:
     from .status import replay_spool
 
     return replay_spool(config)
+
+
+def _rules_lint(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from .detect.sigma import load_rules
+
+    rules, problems = load_rules([Path(p) for p in args.paths])
+    for problem in problems:
+        print(problem)
+    count = len(problems)
+    summary = f"{len(rules)} rule{'s' * (len(rules) != 1)} ok, {count} problem{'s' * (count != 1)}"
+    print(summary, file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,13 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True)
+class DetectionConfig:
+    enabled: bool = True
+    builtin_rules: bool = True
+    rules: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     batch_max_docs: int = _check(_positive, 2000)
     batch_max_bytes: int = _check(_positive, 8 << 20)
@@ -137,6 +144,7 @@ class Config:
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     state: StateConfig = field(default_factory=StateConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)

@@ -71,6 +71,11 @@ class ContainerMeta:
         return cls(id=attrs["Id"], name=name, image=image, labels=labels, attrs=attrs, ecs=ecs)
 
     @property
+    def audit(self) -> dict[str, Any]:
+        """How the container was started, as far as `inspect` tells: the docker-bench §5 questions."""
+        return security_audit(self.attrs)
+
+    @property
     def log_path(self) -> str | None:
         return self.attrs.get("LogPath") or None
 
@@ -81,6 +86,34 @@ class ContainerMeta:
     @property
     def running(self) -> bool:
         return bool((self.attrs.get("State") or {}).get("Running"))
+
+
+NAMESPACE_MODES = {"network": "NetworkMode", "pid": "PidMode", "ipc": "IpcMode", "uts": "UTSMode"}
+
+
+def security_audit(attrs: dict[str, Any]) -> dict[str, Any]:
+    """`container.security.*` fields for the container's start event (rules judge these)."""
+    host = attrs.get("HostConfig") or {}
+    config = attrs.get("Config") or {}
+    options = host.get("SecurityOpt") or []
+    mounts = [m for m in attrs.get("Mounts") or [] if m.get("Type") == "bind"]
+    limits = {"memory": host.get("Memory") or 0, "cpu": host.get("NanoCpus") or host.get("CpuQuota") or 0,
+              "pids": host.get("PidsLimit") or 0}
+    seccomp = next((o.split("=", 1)[1] for o in options if o.startswith("seccomp")), "default")
+    apparmor = next((o.split("=", 1)[1] for o in options if o.startswith("apparmor")), attrs.get("AppArmorProfile") or "")
+    return {
+        "privileged": bool(host.get("Privileged")),
+        "user": config.get("User") or "root",
+        "capabilities_added": sorted(c.upper().removeprefix("CAP_") for c in host.get("CapAdd") or []),
+        "host_namespaces": sorted(name for name, key in NAMESPACE_MODES.items() if host.get(key) == "host"),
+        "mounts": sorted(m.get("Source", "") for m in mounts),
+        "writable_mounts": sorted(m.get("Source", "") for m in mounts if m.get("RW")),
+        "seccomp": seccomp,
+        "apparmor": apparmor or "default",
+        "read_only_rootfs": bool(host.get("ReadonlyRootfs")),
+        "limits": limits,
+        "unlimited": sorted(k for k, v in limits.items() if not v or v < 0),
+    }
 
 
 class ContainerCache:

@@ -53,7 +53,11 @@ class DocumentWriter:
         doc = {"@timestamp": event.timestamp, **event.fields, **self._static}
         if event.container_id:
             meta = self._containers(event.container_id) if self._containers else None
-            doc["container"] = meta.ecs if meta is not None else {"id": event.container_id}
+            container = meta.ecs if meta is not None else {"id": event.container_id}
+            own = event.fields.get("container")
+            if own:  # e.g. the start event's security audit: merged over the shared metadata
+                container = {**container, **own, "security": {**container.get("security", {}), **own.get("security", {})}}
+            doc["container"] = container
         if event.verdicts:
             _add_verdicts(doc, event)
         return doc

@@ -112,7 +112,7 @@ class DockerEventsSource(Source):
             container_id = actor.get("ID")
             category, types = _CONTAINER_KINDS.get(action, (["process"], ["info"]))
             fields["event"].update(category=category, type=types)
-            self._container_details(action, detail, attributes, fields)
+            self._container_details(action, detail, attributes, fields, container_id)
         elif kind == "image":
             fields["event"].update(category=["package"], type=_IMAGE_KINDS.get(action, ["info"]))
             fields["package"] = {"name": attributes.get("name") or actor.get("ID", "")}
@@ -127,8 +127,13 @@ class DockerEventsSource(Source):
             raw=raw,
         )
 
-    def _container_details(self, action: str, detail: str, attributes: dict, fields: dict[str, Any]) -> None:
-        if action in ("die", "exec_die") and "exitCode" in attributes:
+    def _container_details(self, action: str, detail: str, attributes: dict, fields: dict[str, Any],
+                           container_id: str | None = None) -> None:
+        if action == "start" and container_id:
+            meta = self.cache.get(container_id)
+            if meta is not None:
+                fields["container"] = {"security": meta.audit}
+        elif action in ("die", "exec_die") and "exitCode" in attributes:
             fields["process"] = {"exit_code": int(attributes["exitCode"])}
         elif action == "kill" and "signal" in attributes:
             fields["docker"]["signal"] = attributes["signal"]

@@ -1,0 +1,131 @@
+"""The detection stage: judge each event with the Sigma rules that apply to its kind.
+
+A rule says what it looks at with `logsource.category`; an event's category comes
+from its source and action (see `category_of`). Only the rules of that category run,
+so a log line costs the few log rules, not the whole ruleset. Rules see the event's
+ECS fields with the container's metadata joined, as the document will be indexed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import ConfigError
+from ..model import Event, Verdict
+from ..sources.base import Batch
+from .sigma import Rule, load_rules
+
+log = logging.getLogger(__name__)
+
+BUILTIN_RULES = Path(__file__).resolve().parents[1] / "rules"
+
+# logsource.category values the shipper produces
+CONTAINER_LOG = "container_log"
+CONTAINER_CONFIG = "container_config"
+CONTAINER_EXEC = "container_exec"
+CONTAINER_EVENT = "container_event"
+
+
+def category_of(event: Event) -> str:
+    if event.source == "docker_logs":
+        return CONTAINER_LOG
+    if event.source == "docker_events":
+        action = event.fields.get("event", {}).get("action")
+        if action == "start":
+            return CONTAINER_CONFIG
+        if action == "exec_start":
+            return CONTAINER_EXEC
+        return CONTAINER_EVENT
+    return event.source
+
+
+class RulesEngine:
+    def __init__(self, rules: Iterable[Rule], containers: Callable[[str], Any] | None = None, metrics=None):
+        self.metrics = metrics
+        self.by_category: dict[str, list[Rule]] = defaultdict(list)
+        for rule in rules:
+            self.by_category[rule.sigma.logsource.category or CONTAINER_EVENT].append(rule)
+        self._containers = containers
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[Path], containers=None, *, builtin: bool = True, metrics=None) -> "RulesEngine":
+        rules, problems = load_rules(([BUILTIN_RULES] if builtin else []) + list(paths))
+        if problems:
+            raise ConfigError(problems)
+        log.info("rules loaded", extra={"rules": len(rules), "categories": sorted({r.sigma.logsource.category for r in rules})})
+        return cls(rules, containers, metrics)
+
+    @property
+    def rules(self) -> list[Rule]:
+        return [rule for rules in self.by_category.values() for rule in rules]
+
+    def view(self, event: Event) -> dict[str, Any]:
+        """The event as rules see it: its fields, with the container's metadata joined."""
+        doc = dict(event.fields)
+        if event.container_id:
+            meta = self._containers(event.container_id) if self._containers else None
+            base = meta.ecs if meta is not None else {"id": event.container_id}
+            own = event.fields.get("container") or {}
+            doc["container"] = {**base, **own, "security": {**base.get("security", {}), **own.get("security", {})}}
+        return doc
+
+    def judge(self, event: Event) -> Event:
+        rules = self.by_category.get(category_of(event))
+        if not rules:
+            return event
+        doc = self.view(event)
+        verdicts = []
+        for rule in rules:
+            try:
+                if rule.matches(doc):
+                    verdicts.append(_verdict(rule, doc))
+            except Exception:  # a broken rule must not stop shipping
+                self._disable(rule)
+        if not verdicts:
+            return event
+        return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
+
+    def _disable(self, rule: Rule) -> None:
+        log.exception("rule raised and is disabled; shipping goes on", extra={"rule_id": rule.id, "rule": rule.title})
+        for rules in self.by_category.values():
+            if rule in rules:
+                rules.remove(rule)
+        if self.metrics is not None:
+            self.metrics.detector_errors.labels(rule.id).inc()
+
+    def process(self, batch: Batch) -> Batch:
+        judge = self.judge
+        batch.events = [judge(event) for event in batch.events]
+        return batch
+
+
+TACTICS = {
+    "reconnaissance": "TA0043", "resource_development": "TA0042", "initial_access": "TA0001",
+    "execution": "TA0002", "persistence": "TA0003", "privilege_escalation": "TA0004",
+    "defense_evasion": "TA0005", "credential_access": "TA0006", "discovery": "TA0007",
+    "lateral_movement": "TA0008", "collection": "TA0009", "command_and_control": "TA0011",
+    "exfiltration": "TA0010", "impact": "TA0040",
+}
+
+
+def _verdict(rule: Rule, doc: dict[str, Any]) -> Verdict:
+    tactic = next((t for t in rule.tactics if t in TACTICS), None)
+    return Verdict(
+        rule_id=rule.id,
+        rule_name=rule.title,
+        severity=rule.severity,
+        reason=f"{rule.title}: {_subject(doc)}",
+        tactic=f"{TACTICS[tactic]} {tactic.replace('_', ' ').title()}" if tactic else None,
+        technique=rule.techniques[0] if rule.techniques else None,
+    )
+
+
+def _subject(doc: dict[str, Any]) -> str:
+    container = doc.get("container", {})
+    name = container.get("name") or container.get("id", "")[:12] or "host"
+    what = doc.get("process", {}).get("command_line") or doc.get("message") or ""
+    return f"container {name}" + (f": {what[:200]}" if what else "")
