@@ -144,6 +144,39 @@ es_fetch() {
     echo "$home"
 }
 
+# One Elasticsearch node from the zip, in its own directory (config, data, logs, pid).
+node_prepare() { # dir -> sets ES_HOME and JAVA, a fresh config dir copied from the zip
+    local dir=$1
+    ES_HOME=$(es_fetch)
+    JAVA=$(find_java)
+    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+    mkdir -p "$dir/data" "$dir/logs"
+    rm -rf "$dir/config" && cp -r "$ES_HOME/config" "$dir/config"
+}
+
+node_start() { # dir label health-function
+    local dir=$1 label=$2 healthy=$3
+    chown -R "$ES_USER" "$dir"
+    say "$label: starting $ES_VERSION (java: $JAVA, heap 512m, data: $dir/data)"
+    if ! runuser -u "$ES_USER" -- env ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$JAVA" \
+        ES_JAVA_OPTS="-Xms512m -Xmx512m" "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/start.log" 2>&1; then
+        tail -30 "$dir/start.log" >&2
+        die "$label failed to start (see $dir/logs)"
+    fi
+    wait_for 120 "$label" "$healthy" || { tail -30 "$dir"/logs/*.log >&2; die "$label not healthy within 120s"; }
+}
+
+node_stop() { # dir label: stop the node this script started, by its PID
+    local dir=$1 label=$2 pid
+    pid_alive "$dir/es.pid" || { rm -f "$dir/es.pid"; return 0; }
+    pid=$(cat "$dir/es.pid")
+    say "$label: stopping the server this script started (pid $pid)"
+    kill "$pid"
+    for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; say "$label: killed after 30s"; }
+    rm -f "$dir/es.pid"
+}
+
 # A second node with security on: TLS on HTTP (our own CA), a file-realm admin and a
 # file-realm writer that may only create documents in logs-shipper.*. For the tests
 # of TLS, authentication and least privilege. Its CA, admin
@@ -176,12 +209,8 @@ secure_up() {
         say "elasticsearch (TLS, security): https://127.0.0.1:$SECURE_PORT already answering"
         return
     fi
-    local home java dir="$STATE/es-secure"
-    home=$(es_fetch)
-    java=$(find_java)
-    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
-    mkdir -p "$dir/data" "$dir/logs"
-    rm -rf "$dir/config" && cp -r "$home/config" "$dir/config"
+    local dir="$STATE/es-secure"
+    node_prepare "$dir"
     secure_certs "$dir/certs"
     cp -r "$dir/certs" "$dir/config/certs"
     cp "$dir/certs/ca.pem" "$dir/ca.pem"
@@ -210,32 +239,17 @@ secure_up() {
     for user in admin writer; do
         [[ -f $dir/$user-password ]] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/$user-password"
     done
-    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" "$home/bin/elasticsearch-users" useradd "$SECURE_ADMIN" \
+    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$JAVA" "$ES_HOME/bin/elasticsearch-users" useradd "$SECURE_ADMIN" \
         -p "$(cat "$dir/admin-password")" -r superuser >/dev/null
-    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" "$home/bin/elasticsearch-users" useradd shipper-writer \
+    ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$JAVA" "$ES_HOME/bin/elasticsearch-users" useradd shipper-writer \
         -p "$(cat "$dir/writer-password")" -r shipper_writer >/dev/null
-    chown -R "$ES_USER" "$dir"
-    say "elasticsearch (TLS, security): starting on https://127.0.0.1:$SECURE_PORT"
-    if ! runuser -u "$ES_USER" -- env ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" \
-        ES_JAVA_OPTS="-Xms512m -Xmx512m" "$home/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/start.log" 2>&1; then
-        tail -30 "$dir/start.log" >&2
-        die "secure elasticsearch failed to start (see $dir/logs)"
-    fi
-    wait_for 120 "secure elasticsearch" secure_healthy || die "secure elasticsearch not healthy within 120s"
+    node_start "$dir" "elasticsearch (TLS, security)" secure_healthy
     say "elasticsearch (TLS, security): answering; CA $dir/ca.pem, admin $SECURE_ADMIN (password in $dir/admin-password)"
 }
 
 secure_down() {
-    local dir="$STATE/es-secure"
-    if pid_alive "$dir/es.pid"; then
-        local pid
-        pid=$(cat "$dir/es.pid")
-        say "elasticsearch (TLS): stopping the server this script started (pid $pid)"
-        kill "$pid"
-        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-    fi
-    rm -rf "$dir/data" "$dir/es.pid"
+    node_stop "$STATE/es-secure" "elasticsearch (TLS)"
+    rm -rf "$STATE/es-secure/data"
 }
 
 es_up() {
@@ -248,12 +262,8 @@ es_up() {
         say "elasticsearch: $ES_LOCAL_URL already answering, version $(es_version)"
         return
     fi
-    local home java dir="$STATE/es"
-    home=$(es_fetch)
-    java=$(find_java)
-    id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
-    mkdir -p "$dir/data" "$dir/logs"
-    rm -rf "$dir/config" && cp -r "$home/config" "$dir/config"
+    local dir="$STATE/es"
+    node_prepare "$dir"
     cat >"$dir/config/elasticsearch.yml" <<EOF
 cluster.name: shipper-testbed
 node.name: testbed
@@ -267,29 +277,12 @@ cluster.routing.allocation.disk.threshold_enabled: false
 action.destructive_requires_name: false
 xpack.security.enabled: false
 EOF
-    chown -R "$ES_USER" "$dir"
-    say "elasticsearch: starting $ES_VERSION (java: $java, heap 512m, data: $dir/data)"
-    if ! runuser -u "$ES_USER" -- env ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$java" \
-        ES_JAVA_OPTS="-Xms512m -Xmx512m" "$home/bin/elasticsearch" -d -p "$dir/es.pid" \
-        >"$dir/start.log" 2>&1; then
-        tail -30 "$dir/start.log" >&2
-        die "elasticsearch failed to start (see $dir/logs)"
-    fi
-    wait_for 120 elasticsearch es_healthy || { tail -30 "$dir/logs/shipper-testbed.log" >&2; die "elasticsearch not healthy within 120s"; }
+    node_start "$dir" elasticsearch es_healthy
     say "elasticsearch: version $(es_version) answering at $ES_LOCAL_URL"
 }
 
 es_stop() { # stop the server this script started, keep its data (outage tests)
-    local dir="$STATE/es"
-    if pid_alive "$dir/es.pid"; then
-        local pid
-        pid=$(cat "$dir/es.pid")
-        say "elasticsearch: stopping the server this script started (pid $pid)"
-        kill "$pid"
-        for _ in $(seq 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; say "elasticsearch: killed after 30s"; }
-    fi
-    rm -f "$dir/es.pid"
+    node_stop "$STATE/es" elasticsearch
 }
 
 es_down() {

@@ -17,7 +17,7 @@ from elasticsearch import helpers
 from shipper.es_setup import run_setup
 
 from . import workloads
-from .shipper_proc import ROOT, ShipperProcess, all_docs, count, wait_for_count
+from .shipper_proc import ROOT, all_docs, count, wait_for_count
 
 LINES = 20_000
 LOGS_ONLY = {"term": {"event.dataset": "shipper.docker_logs"}}

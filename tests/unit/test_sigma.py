@@ -3,7 +3,6 @@
 import textwrap
 from pathlib import Path
 
-import pytest
 
 from shipper.cli import main
 from shipper.detect.sigma import load_rules
