@@ -109,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     lint.add_argument("paths", nargs="+", metavar="DIR|FILE", help="rule files or directories")
     lint.set_defaults(handler=_rules_lint)
+    test = rules_sub.add_parser(
+        "test", parents=[common], help="show which events a rule matches, and why",
+        description="Evaluate RULE (a Sigma file) against every line of FILE.jsonl, one event "
+        "document per line (ECS fields, e.g. a document's _source from Elasticsearch), and print "
+        "for each whether the rule matches and which of its named detections did.",
+    )
+    test.add_argument("rule", metavar="RULE", help="a Sigma rule file")
+    test.add_argument("--events", required=True, metavar="FILE.jsonl", help="one JSON document per line")
+    test.set_defaults(handler=_rules_test)
     return parser
 
 
@@ -180,6 +189,34 @@ def _rules_lint(args: argparse.Namespace, config: Config) -> int:
     summary = f"{len(rules)} rule{'s' * (len(rules) != 1)} ok, {count} problem{'s' * (count != 1)}"
     print(summary, file=sys.stderr if problems else sys.stdout)
     return 1 if problems else 0
+
+
+def _rules_test(args: argparse.Namespace, config: Config) -> int:
+    import json
+    from pathlib import Path
+
+    from .detect.sigma import explain, load_rules
+    from .errors import ConfigError, Problem
+
+    rules, problems = load_rules([Path(args.rule)])
+    if problems:
+        raise ConfigError(problems)
+    rule = rules[0]
+    matched = 0
+    with open(args.events, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                document = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError([Problem(f"{args.events}:{number}", "", f"not JSON: {exc.msg}")]) from None
+            hit = rule.matches(document)
+            matched += hit
+            parts = ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in explain(rule, document).items())
+            print(f"{args.events}:{number}: {'MATCH' if hit else 'no match'}  ({parts})")
+    print(f"{rule.title}: {matched} matching event{'s' * (matched != 1)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
+    ConditionIdentifier,
     ConditionNOT,
     ConditionOR,
     ConditionValueExpression,
@@ -306,3 +307,10 @@ def _where(path: Path, text: str, key: str | None, error: Exception | None = Non
             if re.match(rf"\s*{re.escape(key)}\s*:", line):
                 return f"{path}:{number}"
     return f"{path}:1"
+
+
+def explain(rule: Rule, document: Document) -> dict[str, bool]:
+    """Which of the rule's named detections (selections, filters, keywords) match `document`."""
+    detections = rule.sigma.detection
+    return {name: compile_condition(ConditionIdentifier([name]).postprocess(detections))(document)
+            for name in detections.detections}

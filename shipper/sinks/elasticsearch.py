@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import elastic_transport
@@ -77,7 +77,6 @@ class BulkOutcome:
     duplicates: int = 0
     deadletters: int = 0
     retried: int = 0
-    failed_lines: list[bytes] = field(default_factory=list)  # still 429/5xx after every retry
 
 
 class ElasticsearchSink(Sink):

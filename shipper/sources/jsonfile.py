@@ -111,7 +111,6 @@ class JsonFileChain:
         self._partial_digest: str | None = None
         self._partial_start = 0
         self._partial_length = 0
-        self.lost_files = 0
         self._lock = threading.Lock()  # discover() may run in another thread
         self._closed = False
         self._open_initial(position, start_at_end)
@@ -165,7 +164,6 @@ class JsonFileChain:
             else:
                 self._finished.clear()
                 if paths:
-                    self.lost_files += 1
                     log.warning(
                         "log file at the checkpoint is gone (rotated away while the shipper was down); "
                         "resuming at the oldest file left", extra={"log_file": self.base}

@@ -128,3 +128,29 @@ def test_lint_passes_a_clean_directory(tmp_path, capsys):
     rule(tmp_path, "sel: {process.name: nc}\ncondition: sel")
     assert main(["rules", "lint", str(tmp_path)]) == 0
     assert "1 rule" in capsys.readouterr().out
+
+
+def test_rules_test_shows_matches_and_why(tmp_path, capsys):
+    path = rule(tmp_path, """
+        selection:
+          process.name: nc
+        filter:
+          user.name: backup
+        condition: selection and not filter
+    """)
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"process": {"name": "nc"}}\n{"process": {"name": "nc"}, "user": {"name": "backup"}}\n\n{"process": {"name": "ls"}}\n')
+    assert main(["rules", "test", str(path), "--events", str(events)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{events}:1: MATCH  (selection=yes, filter=no)"
+    assert out[1] == f"{events}:2: no match  (selection=yes, filter=yes)"
+    assert out[2] == f"{events}:4: no match  (selection=no, filter=no)"
+    assert out[3] == "t: 1 matching event"
+
+
+def test_rules_test_names_a_bad_event_line(tmp_path, capsys):
+    path = rule(tmp_path, "sel: {process.name: nc}\ncondition: sel")
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"process": {"name": "nc"}}\n{not json\n')
+    assert main(["rules", "test", str(path), "--events", str(events)]) == 2
+    assert f"{events}:2: not JSON" in capsys.readouterr().err
