@@ -93,7 +93,10 @@ class Pipeline:
         for name, thread in self._threads.items():
             if name.startswith("source-"):
                 thread.join(max(0.1, deadline - time.monotonic()))
-        self._to_deliver.put(_STOP)
+        try:  # a full queue behind a full spool must not hang the shutdown
+            self._to_deliver.put(_STOP, timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Full:
+            pass
         self._threads["delivery"].join(max(0.1, deadline - time.monotonic()))
         self.checkpoints.flush()
         self.sink.close()
@@ -165,6 +168,8 @@ class Pipeline:
                     replay_at = now + replay_backoff
                     replay_backoff = min(settings.replay_backoff_max, replay_backoff * 2)
             if self.spool.full and not stopping:
+                if self._stopping.is_set():
+                    return  # nothing more can be acknowledged; unacknowledged lines are re-read on restart
                 self.metrics.spool_full.set(1)
                 time.sleep(0.2)  # take nothing new: the queues fill and the sources pause
                 continue

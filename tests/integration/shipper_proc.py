@@ -42,11 +42,10 @@ class ShipperProcess:
             f"elasticsearch.namespace={self.namespace}",
             f"sources.docker_logs.include.labels=shipper.test.run={self.run_id}",
             "monitor.status_interval=5",
-            *settings,
+            *([f"elasticsearch.hosts={os.environ['ES_URL']}"] if os.environ.get("ES_URL") else []),
+            *settings,  # last: a test's own settings win
         ]
         self.env = {**os.environ, **(env or {})}
-        if os.environ.get("ES_URL"):
-            self.settings.append(f"elasticsearch.hosts={os.environ['ES_URL']}")
         self.process: subprocess.Popen | None = None
 
     @property

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.error
 from collections import Counter
 from pathlib import Path
 
@@ -190,3 +191,28 @@ def test_exec_and_exit_code_become_docker_events(es, run_container, shippers):
     die_doc = one({"bool": {"filter": [{"term": {"container.id": dying.id}}, {"term": {"event.action": "die"}}]}})
     assert die_doc["process"]["exit_code"] == 3
     assert die_doc["event"]["type"] == ["end"]
+
+
+def test_full_spool_pauses_sources_and_loses_nothing(es, run_container, shippers):
+    """Elasticsearch unreachable and a tiny spool: the spool fills, the sources pause (the log
+    waits on disk), the status says so, a stop still ends; pointed at the real server again,
+    the shipper replays the spool, re-reads the rest, and every line arrives once."""
+    shipper = shippers("elasticsearch.hosts=http://127.0.0.1:1", "state.spool_max_bytes=20000",
+                       "sources.docker_events.enabled=false", "pipeline.batch_max_docs=100").start()
+    container = run_container(workloads.plain(LINES), labels=shipper.labels)
+    wait_exit(container)
+    deadline = time.monotonic() + 30
+    while shipper.metric("shipper_spool_full") != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert shipper.metric("shipper_spool_full") == 1
+    assert 0 < shipper.metric("shipper_spooled_events_total") < LINES
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        shipper.health()
+    assert answer.value.code == 503 and b"spool full: sources paused" in answer.value.read()
+    assert shipper.stop(timeout=90) == 0
+
+    shipper.settings.remove("elasticsearch.hosts=http://127.0.0.1:1")  # the bed's server again
+    shipper.start()
+    assert wait_for_count(es, shipper.index, LINES, by_container(container.id), shipper=shipper) == LINES
+    docs = all_docs(es, shipper.index, by_container(container.id), ["message"])
+    assert Counter(d["message"] for d in docs) == Counter(f"plain-{i}" for i in range(1, LINES + 1))
