@@ -90,8 +90,7 @@ def run(config: Config) -> int:
                                         builtin=config.detection.builtin_rules, metrics=metrics)
     pipeline = Pipeline(
         sources=build_sources(config, client, cache),
-        sink=ElasticsearchSink(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
-                               max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes),
+        sink=ElasticsearchSink.from_config(config, metrics),
         spool=spool,
         checkpoints=Checkpoints(state / "checkpoints.json"),
         writer=DocumentWriter(config.elasticsearch.namespace, cache.get),

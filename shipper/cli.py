@@ -50,74 +50,66 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    config_cmd = commands.add_parser("config", help="inspect the configuration", parents=[common])
-    config_sub = config_cmd.add_subparsers(dest="action", metavar="ACTION")
-    config_sub.required = True
-    check = config_sub.add_parser(
-        "check", parents=[common],
-        help="validate a config file and print the effective config, secrets masked",
-        description="Validate FILE (plus environment and --set overrides) and print the "
-        "effective configuration with secrets masked. Exits 2 and lists every problem "
-        "with file:line when the configuration is invalid.",
+    def command(group, name: str, handler, help: str, description: str | None = None):
+        sub = group.add_parser(name, parents=[common], help=help, description=description or help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def group(name: str, help: str):
+        actions = commands.add_parser(name, parents=[common], help=help).add_subparsers(dest="action", metavar="ACTION")
+        actions.required = True
+        return actions
+
+    config_group = group("config", "inspect the configuration")
+    check = command(
+        config_group, "check", _config_check, "validate a config file and print the effective config, secrets masked",
+        "Validate FILE (plus environment and --set overrides) and print the effective configuration "
+        "with secrets masked. Exits 2 and lists every problem with file:line when the configuration is invalid.",
     )
     check.add_argument("file", nargs="?", metavar="FILE", help="config file (default: -c FILE or built-in defaults)")
-    check.set_defaults(handler=_config_check)
 
-    run = commands.add_parser(
-        "run", parents=[common], help="ship container logs and engine events to Elasticsearch",
-        description="Follow every selected container's log and the engine's events and index them "
-        "into logs-shipper.events-<namespace>. Runs until SIGTERM/SIGINT, then flushes and "
-        "checkpoints. Run `shipper setup` once first.",
+    command(
+        commands, "run", _run, "ship container logs and engine events to Elasticsearch",
+        "Follow every selected container's log and the engine's events and index them into "
+        "logs-shipper.events-<namespace>. Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
+        "Run `shipper setup` once first.",
     )
-    run.set_defaults(handler=_run)
-
-    setup = commands.add_parser(
-        "setup", parents=[common], help="install index templates and the lifecycle policy",
-        description="Install the component and index templates for logs-shipper.events-* and "
-        "logs-shipper.deadletter-*, and a lifecycle policy where the cluster has ILM. Says what "
-        "the cluster lacks and what was used instead. Safe to run again.",
+    command(
+        commands, "setup", _setup, "install index templates and the lifecycle policy",
+        "Install the component and index templates for logs-shipper.events-* and logs-shipper.deadletter-*, "
+        "and a lifecycle policy where the cluster has ILM. Says what the cluster lacks and what was used "
+        "instead. Safe to run again.",
     )
-    setup.set_defaults(handler=_setup)
-
-    status = commands.add_parser(
-        "status", parents=[common], help="ask a running shipper how it is doing",
-        description="Read /healthz and /metrics of the shipper running with this config "
-        "(monitor.host:monitor.port). Exits 1 when it is unhealthy or not running.",
+    command(
+        commands, "status", _status, "ask a running shipper how it is doing",
+        "Read /healthz and /metrics of the shipper running with this config (monitor.host:monitor.port). "
+        "Exits 1 when it is unhealthy or not running.",
     )
-    status.set_defaults(handler=_status)
 
-    spool = commands.add_parser("spool", parents=[common], help="inspect or replay the disk spool")
-    spool_sub = spool.add_subparsers(dest="action", metavar="ACTION")
-    spool_sub.required = True
-    spool_status = spool_sub.add_parser("status", parents=[common], help="what waits in the spool")
-    spool_status.set_defaults(handler=_spool_status)
-    replay = spool_sub.add_parser(
-        "replay", parents=[common], help="send the spool to Elasticsearch now (shipper stopped)",
-        description="Send every spooled batch to Elasticsearch, oldest first, and delete what was "
-        "acknowledged. A running shipper replays by itself; this is for a stopped one.",
+    spool_group = group("spool", "inspect or replay the disk spool")
+    command(spool_group, "status", _spool_status, "what waits in the spool")
+    command(
+        spool_group, "replay", _spool_replay, "send the spool to Elasticsearch now (shipper stopped)",
+        "Send every spooled batch to Elasticsearch, oldest first, and delete what was acknowledged. "
+        "A running shipper replays by itself; this is for a stopped one.",
     )
-    replay.set_defaults(handler=_spool_replay)
 
-    rules = commands.add_parser("rules", parents=[common], help="check Sigma rules")
-    rules_sub = rules.add_subparsers(dest="action", metavar="ACTION")
-    rules_sub.required = True
-    lint = rules_sub.add_parser(
-        "lint", parents=[common], help="report every problem in rule files, with file:line",
-        description="Parse every .yml/.yaml Sigma rule under DIR (or the given files) with pySigma and "
-        "compile it for the live evaluator. Reports YAML errors, unknown modifiers, bad conditions, "
-        "missing ids or levels and duplicate ids, each with file:line. Exits 1 if any.",
+    rules_group = group("rules", "check Sigma rules")
+    lint = command(
+        rules_group, "lint", _rules_lint, "report every problem in rule files, with file:line",
+        "Parse every .yml/.yaml Sigma rule under DIR (or the given files) with pySigma and compile it for "
+        "the live evaluator. Reports YAML errors, unknown modifiers, bad conditions, missing ids or levels "
+        "and duplicate ids, each with file:line. Exits 1 if any.",
     )
     lint.add_argument("paths", nargs="+", metavar="DIR|FILE", help="rule files or directories")
-    lint.set_defaults(handler=_rules_lint)
-    test = rules_sub.add_parser(
-        "test", parents=[common], help="show which events a rule matches, and why",
-        description="Evaluate RULE (a Sigma file) against every line of FILE.jsonl, one event "
-        "document per line (ECS fields, e.g. a document's _source from Elasticsearch), and print "
-        "for each whether the rule matches and which of its named detections did.",
+    test = command(
+        rules_group, "test", _rules_test, "show which events a rule matches, and why",
+        "Evaluate RULE (a Sigma file) against every line of FILE.jsonl, one event document per line "
+        "(ECS fields, e.g. a document's _source from Elasticsearch), and print for each whether the rule "
+        "matches and which of its named detections did.",
     )
     test.add_argument("rule", metavar="RULE", help="a Sigma rule file")
     test.add_argument("--events", required=True, metavar="FILE.jsonl", help="one JSON document per line")
-    test.set_defaults(handler=_rules_test)
     return parser
 
 
@@ -138,18 +130,16 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _setup(args: argparse.Namespace, config: Config) -> int:
+    from elastic_transport import TransportError
+
     from .es_setup import run_setup
     from .sinks.elasticsearch import make_client
 
     client = make_client(config.elasticsearch)
     try:
         report = run_setup(client)
-    except Exception as exc:
-        from elastic_transport import TransportError
-
-        if isinstance(exc, TransportError):
-            raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
-        raise
+    except TransportError as exc:  # no answer at all (an answer with an error status is a bug to see whole)
+        raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
     print("\n".join(report.lines()))
     return 0
 

@@ -83,10 +83,6 @@ class ContainerMeta:
     def log_driver(self) -> str:
         return ((self.attrs.get("HostConfig") or {}).get("LogConfig") or {}).get("Type", "json-file")
 
-    @property
-    def running(self) -> bool:
-        return bool((self.attrs.get("State") or {}).get("Running"))
-
 
 NAMESPACE_MODES = {"network": "NetworkMode", "pid": "PidMode", "ipc": "IpcMode", "uts": "UTSMode"}
 

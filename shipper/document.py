@@ -8,6 +8,7 @@ from objects built once per container and once per process.
 from __future__ import annotations
 
 import socket
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -40,6 +41,17 @@ def host_fields(namespace: str, dataset: str = EVENTS_DATASET) -> dict[str, Any]
 ContainerLookup = Callable[[str], Any]  # container id -> ContainerMeta | None
 
 
+def container_fields(event: Event, containers: ContainerLookup | None) -> dict[str, Any]:
+    """The ECS `container` object of an event: the shared metadata, with the event's own
+    container fields (e.g. the start event's security audit) merged over it."""
+    meta = containers(event.container_id) if containers else None
+    base = meta.ecs if meta is not None else {"id": event.container_id}
+    own = event.fields.get("container")
+    if not own:
+        return base
+    return {**base, **own, "security": {**base.get("security", {}), **own.get("security", {})}}
+
+
 class DocumentWriter:
     """Builds documents and NDJSON bulk bodies for one namespace."""
 
@@ -52,12 +64,7 @@ class DocumentWriter:
     def document(self, event: Event) -> dict[str, Any]:
         doc = {"@timestamp": event.timestamp, **event.fields, **self._static}
         if event.container_id:
-            meta = self._containers(event.container_id) if self._containers else None
-            container = meta.ecs if meta is not None else {"id": event.container_id}
-            own = event.fields.get("container")
-            if own:  # e.g. the start event's security audit: merged over the shared metadata
-                container = {**container, **own, "security": {**container.get("security", {}), **own.get("security", {})}}
-            doc["container"] = container
+            doc["container"] = container_fields(event, self._containers)
         if event.verdicts:
             _add_verdicts(doc, event)
         return doc
@@ -111,7 +118,5 @@ def deadletter_document(original: bytes, status: int, error: dict[str, Any], nam
         **host_fields(namespace, DEADLETTER_DATASET),
     }
     if not doc["@timestamp"]:
-        from datetime import datetime, timezone
-
         doc["@timestamp"] = datetime.now(timezone.utc).isoformat()
     return doc

@@ -40,12 +40,6 @@ class ConfigError(ShipperError):
         super().__init__(f"invalid configuration ({count} problem{'s' * (count != 1)}):\n{lines}")
 
 
-class UsageError(ShipperError):
-    """The command line itself is wrong."""
-
-    exit_code = 2
-
-
 class ServiceUnavailable(ShipperError):
     """Docker or Elasticsearch could not be reached."""
 

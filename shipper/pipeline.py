@@ -229,21 +229,15 @@ class Pipeline:
 
     def _replay_one(self) -> bool:
         """Send the oldest spool segment; True if it is gone."""
-        oldest = self.spool.oldest()
-        if oldest is None:
+        segments = self.spool.segments()
+        if not segments:
             return True
-        path, lines = oldest
-        try:
-            self.sink.write(lines)
-        except SinkUnavailable as exc:
-            if exc.lines is not None and len(exc.lines) < len(lines):
-                self.spool.replace(path, exc.lines)
-                self.metrics.replayed.inc(len(lines) - len(exc.lines))
+        sent, error = self.spool.replay(segments[0], self.sink.write)
+        self.metrics.replayed.inc(sent)
+        self.metrics.spool_bytes.set(self.spool.bytes)
+        if error is not None:
             self.sink_up = False
             return False
-        self.spool.remove(path)
-        self.metrics.replayed.inc(len(lines))
-        self.metrics.spool_bytes.set(self.spool.bytes)
         if self.spool.empty:
             self.sink_up = True
             log.info("spool replayed, back to direct delivery", extra=self.counts())

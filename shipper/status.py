@@ -11,7 +11,6 @@ from .app import StateLock
 from .config import Config
 from .errors import ServiceUnavailable
 from .metrics import Metrics
-from .sinks.base import SinkUnavailable
 from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.spool import Spool
 
@@ -49,20 +48,14 @@ def replay_spool(config: Config) -> int:
     state = Path(config.state.directory)
     StateLock(state).acquire()
     spool = Spool(state / "spool", config.state.spool_max_bytes)
-    sink = ElasticsearchSink(config.elasticsearch, Metrics(), max_retries=config.pipeline.max_retries,
-                             max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes)
+    sink = ElasticsearchSink.from_config(config, Metrics())
     sent = 0
-    total = len(spool.segments())
-    for number, path in enumerate(spool.segments(), 1):
-        lines = Spool.read(path)
-        try:
-            sink.write(lines)
-        except SinkUnavailable as exc:
-            if exc.lines is not None and len(exc.lines) < len(lines):
-                spool.replace(path, exc.lines)
-            raise ServiceUnavailable(f"replay stopped at segment {path.name}: {exc}; {sent} events sent") from exc
-        spool.remove(path)
-        sent += len(lines)
-        print(f"[{number}/{total}] {path.name}: {len(lines)} events acknowledged")
+    segments = spool.segments()
+    for number, path in enumerate(segments, 1):
+        acknowledged, error = spool.replay(path, sink.write)
+        sent += acknowledged
+        if error is not None:
+            raise ServiceUnavailable(f"replay stopped at segment {path.name}: {error}; {sent} events sent") from error
+        print(f"[{number}/{len(segments)}] {path.name}: {acknowledged} events acknowledged")
     print(f"spool empty: {sent} events replayed")
     return 0

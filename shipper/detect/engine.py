@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..document import container_fields
 from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
@@ -67,10 +68,7 @@ class RulesEngine:
         """The event as rules see it: its fields, with the container's metadata joined."""
         doc = dict(event.fields)
         if event.container_id:
-            meta = self._containers(event.container_id) if self._containers else None
-            base = meta.ecs if meta is not None else {"id": event.container_id}
-            own = event.fields.get("container") or {}
-            doc["container"] = {**base, **own, "security": {**base.get("security", {}), **own.get("security", {})}}
+            doc["container"] = container_fields(event, self._containers)
         return doc
 
     def judge(self, event: Event) -> Event:
@@ -79,18 +77,21 @@ class RulesEngine:
             return event
         doc = self.view(event)
         verdicts = []
+        broken = []
         for rule in rules:
             try:
                 if rule.matches(doc):
                     verdicts.append(_verdict(rule, doc))
             except Exception:  # a broken rule must not stop shipping
-                self._disable(rule)
+                log.exception("rule raised and is disabled; shipping goes on", extra={"rule_id": rule.id, "rule": rule.title})
+                broken.append(rule)
+        for rule in broken:  # not while iterating the list it is removed from
+            self._disable(rule)
         if not verdicts:
             return event
         return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
 
     def _disable(self, rule: Rule) -> None:
-        log.exception("rule raised and is disabled; shipping goes on", extra={"rule_id": rule.id, "rule": rule.title})
         for rules in self.by_category.values():
             if rule in rules:
                 rules.remove(rule)

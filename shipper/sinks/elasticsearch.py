@@ -95,6 +95,12 @@ class ElasticsearchSink(Sink):
         self.max_docs = max_docs
         self.max_bytes = max_bytes
 
+    @classmethod
+    def from_config(cls, config, metrics: Metrics) -> "ElasticsearchSink":
+        """The sink as `shipper run` and `shipper spool replay` use it (a whole `Config`)."""
+        return cls(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
+                   max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes)
+
     def write(self, lines: list[bytes]) -> BulkOutcome:
         """Index `lines` (each one action line + one document line). Raises SinkUnavailable.
 

@@ -13,6 +13,9 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Callable
+
+from .base import SinkUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +74,22 @@ class Spool:
             self.bytes += len(body)
         return path
 
-    def oldest(self) -> tuple[Path, list[bytes]] | None:
-        segments = self.segments()
-        if not segments:
-            return None
-        return segments[0], self.read(segments[0])
+    def replay(self, path: Path, write: Callable[[list[bytes]], object]) -> tuple[int, SinkUnavailable | None]:
+        """Send one segment with `write`: (events acknowledged, the error that stopped it or None).
 
-    @staticmethod
-    def read(path: Path) -> list[bytes]:
-        return split_lines(path.read_bytes())
+        A segment fully acknowledged is deleted; a partly acknowledged one keeps only
+        the lines still owed, under the same name, so it stays first in line.
+        """
+        lines = split_lines(path.read_bytes())
+        try:
+            write(lines)
+        except SinkUnavailable as exc:
+            if exc.lines is not None and len(exc.lines) < len(lines):
+                self.replace(path, exc.lines)
+                return len(lines) - len(exc.lines), exc
+            return 0, exc
+        self.remove(path)
+        return len(lines), None
 
     def remove(self, path: Path) -> None:
         with self._lock:

@@ -27,6 +27,16 @@ class Batch:
 Emit = Callable[[Batch], None]
 
 
+def close_quietly(stream: Any) -> None:
+    """Close a docker-py HTTP stream from another thread; a half-dead one may raise, we are leaving anyway."""
+    if stream is None:
+        return
+    try:
+        stream.close()
+    except Exception:
+        pass
+
+
 class Source(abc.ABC):
     """A source runs in its own thread: `run(emit)` blocks until `close()` is called.
 

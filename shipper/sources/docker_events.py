@@ -19,7 +19,7 @@ import docker.errors
 
 from ..containers import ContainerCache
 from ..model import Event, event_id
-from .base import Batch, Emit, Source
+from .base import Batch, Emit, Source, close_quietly
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,7 @@ class DockerEventsSource(Source):
 
     def close(self) -> None:
         self._closed.set()
-        if self._stream is not None:
-            try:
-                self._stream.close()
-            except Exception:  # a half-closed HTTP stream may raise; we are leaving anyway
-                pass
+        close_quietly(self._stream)
 
     def status(self) -> dict[str, Any]:
         return {"engine_events": self.seen}

@@ -25,7 +25,7 @@ import docker.errors
 
 from ..containers import ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
-from .base import Batch, Emit, Source
+from .base import Batch, Emit, Source, close_quietly
 from .jsonfile import JsonFileChain, Line
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,7 @@ class DockerLogsSource(Source):
 
     def close(self) -> None:
         self._closed.set()
-        stream = self._events_stream
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:  # closing a half-dead HTTP stream may raise; we are leaving anyway
-                pass
+        close_quietly(self._events_stream)
 
     def status(self) -> dict[str, Any]:
         return {"containers_followed": len(self._followed) - len(self._dormant), "mode": self.mode}
@@ -344,10 +339,7 @@ class _ApiFollower:
     def close(self) -> None:
         self._closed = True
         for stream in self._streams:
-            try:
-                stream.close()
-            except Exception:  # a half-closed HTTP stream may raise; we are leaving anyway
-                pass
+            close_quietly(stream)
 
 
 def _since_arg(stamp: str) -> float:
