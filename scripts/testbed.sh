@@ -62,6 +62,9 @@ docker_up() {
 }
 
 test_image_up() {
+    # the scenario suite compiles a static helper (tests/scenarios/memfd_exec.c)
+    command -v gcc >/dev/null && [[ -e /usr/lib/x86_64-linux-gnu/libc.a || -e /usr/lib/aarch64-linux-gnu/libc.a ]] \
+        || apt_install gcc libc6-dev
     if docker image inspect "$TEST_IMAGE" >/dev/null 2>&1; then
         say "docker: test image $TEST_IMAGE present"
         return

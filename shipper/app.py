@@ -13,7 +13,7 @@ import docker
 
 from .checkpoints import Checkpoints
 from .config import Config
-from .containers import ContainerCache, Selector
+from .containers import BothSelectors, ContainerCache, Selector, Watched
 from .detect.engine import RulesEngine
 from .document import DocumentWriter
 from .errors import ServiceUnavailable, ShipperError
@@ -24,6 +24,9 @@ from .sinks.spool import Spool
 from .sources.base import Source
 from .sources.docker_events import DockerEventsSource
 from .sources.docker_logs import DockerLogsSource
+from .sources.files import FilesSource
+from .sources.processes import ProcessesSource
+from .sources.stats import StatsSource
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,10 @@ class StateLock:
 
 def build_sources(config: Config, client: docker.DockerClient, cache: ContainerCache) -> list[Source]:
     sources: list[Source] = []
+    watched = Watched(client, cache, Selector.of(config.docker.include, config.docker.exclude))
     logs = config.sources.docker_logs
     if logs.enabled:
-        selector = Selector(
-            tuple(logs.include.names), tuple(logs.include.images), tuple(logs.include.labels),
-            tuple(logs.exclude.names), tuple(logs.exclude.images), tuple(logs.exclude.labels),
-        )
+        selector = BothSelectors(watched.selector, Selector.of(logs.include, logs.exclude))
         sources.append(DockerLogsSource(
             client, cache, selector=selector, mode=logs.mode, root_dir=config.docker.root_dir,
             batch_size=config.pipeline.batch_max_docs, batch_bytes=config.pipeline.batch_max_bytes,
@@ -73,6 +74,17 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
         ))
     if config.sources.docker_events.enabled:
         sources.append(DockerEventsSource(client, cache))
+    processes = config.sources.processes
+    if processes.enabled:
+        sources.append(ProcessesSource(watched, interval=processes.interval, network=processes.network,
+                                       proc_root=processes.proc_root, cgroup_root=processes.cgroup_root))
+    files = config.sources.files
+    if files.enabled:
+        sources.append(FilesSource(watched, host_paths=files.host_paths, exclude=files.exclude,
+                                   hash_max_bytes=files.hash_max_bytes, max_watches=files.max_watches,
+                                   catch_up_seconds=files.catch_up_seconds))
+    if config.sources.stats.enabled:
+        sources.append(StatsSource(watched, interval=config.sources.stats.interval))
     return sources
 
 
@@ -86,8 +98,7 @@ def run(config: Config) -> int:
     spool = Spool(state / "spool", config.state.spool_max_bytes)
     engine = None
     if config.detection.enabled:
-        engine = RulesEngine.from_paths([Path(p) for p in config.detection.rules], cache.get,
-                                        builtin=config.detection.builtin_rules, metrics=metrics)
+        engine = RulesEngine.from_config(config.detection, cache.get, metrics=metrics, model_dir=state / "models")
     pipeline = Pipeline(
         sources=build_sources(config, client, cache),
         sink=ElasticsearchSink.from_config(config, metrics),

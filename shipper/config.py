@@ -69,17 +69,20 @@ class ElasticsearchConfig:
 
 
 @dataclass(frozen=True)
-class DockerConfig:
-    # None: DOCKER_HOST if set, else the local socket.
-    url: str | None = None
-    root_dir: str = "/var/lib/docker"
-
-
-@dataclass(frozen=True)
 class ContainerMatch:
     names: list[str] = field(default_factory=list)
     images: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DockerConfig:
+    # None: DOCKER_HOST if set, else the local socket.
+    url: str | None = None
+    root_dir: str = "/var/lib/docker"
+    # which containers every source watches (logs, processes, files, stats)
+    include: ContainerMatch = field(default_factory=ContainerMatch)
+    exclude: ContainerMatch = field(default_factory=ContainerMatch)
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,76 @@ class DockerEventsConfig:
 
 
 @dataclass(frozen=True)
+class ProcessesConfig:
+    enabled: bool = True
+    interval: float = _check(_positive, 0.5)  # seconds between samples of each container's processes
+    network: bool = True  # also read each container's /proc/<pid>/net/tcp{,6}
+    proc_root: str = "/proc"  # the host's /proc (mounted elsewhere when the shipper runs in a container)
+    cgroup_root: str = "/sys/fs/cgroup"
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    enabled: bool = True
+    host_paths: list[str] = field(default_factory=list)  # host directories watched besides containers
+    exclude: list[str] = field(default_factory=list)  # glob patterns on the in-container path
+    hash_max_bytes: int = _check(_positive, 1 << 20)  # sha256 of executables, and of files up to this size
+    max_watches: int = _check(_positive, 50_000)  # inotify watches this shipper may use
+    catch_up_seconds: float = 10.0  # report files written this soon after a container started, before its watch
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    enabled: bool = True
+    interval: float = _check(_positive, 10.0)
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     docker_logs: DockerLogsConfig = field(default_factory=DockerLogsConfig)
     docker_events: DockerEventsConfig = field(default_factory=DockerEventsConfig)
+    processes: ProcessesConfig = field(default_factory=ProcessesConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+
+
+@dataclass(frozen=True)
+class ExceptionConfig:
+    """An allowlist entry: verdicts of `rules` (ids; empty = every rule) are dropped for
+    events matching every matcher given. Globs for strings, `key=value` for labels."""
+
+    rules: list[str] = field(default_factory=list)
+    images: list[str] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    processes: list[str] = field(default_factory=list)  # process name or executable
+    paths: list[str] = field(default_factory=list)  # file.path
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PortScanConfig:
+    enabled: bool = True
+    window: float = _check(_positive, 60.0)
+    distinct_ports: int = _check(_positive, 15)
+    distinct_hosts: int = _check(_positive, 10)
+    syn_sent: int = _check(_positive, 20)
+
+
+@dataclass(frozen=True)
+class MiningConfig:
+    enabled: bool = True
+    cpu_cores: float = _check(_positive, 0.8)  # CPU in cores that counts as "high"
+    sustained_samples: int = _check(_positive, 3)  # consecutive high stats samples
+    signal_memory: float = _check(_positive, 600.0)  # how long a miner signal is remembered
+
+
+@dataclass(frozen=True)
+class AnomalyConfig:
+    enabled: bool = True
+    warmup_samples: int = _check(_positive, 60)  # stats samples of an image before its model is trained
+    threshold: float = _check(lambda v: None if 0 < v < 1 else "must be between 0 and 1", 0.55)
+    trees: int = _check(_positive, 100)
 
 
 @dataclass(frozen=True)
@@ -109,6 +179,11 @@ class DetectionConfig:
     enabled: bool = True
     builtin_rules: bool = True
     rules: list[str] = field(default_factory=list)
+    exceptions: list[ExceptionConfig] = field(default_factory=list)
+    throttle_seconds: float = 60.0  # repeats of a (rule, container) inside this window are counted, not alerted; 0 = off
+    port_scan: PortScanConfig = field(default_factory=PortScanConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
 
 
 @dataclass(frozen=True)
@@ -317,6 +392,16 @@ def _coerce(value: Any, kind: Any) -> tuple[Any, str | None]:
         if value in args:
             return value, None
         return value, f"must be one of {', '.join(map(str, args))}, not {value!r}"
+    if origin is list and dataclasses.is_dataclass(args[0]):
+        if not isinstance(value, list):
+            return value, f"must be a list of mappings, not {_typename(value)}"
+        items = []
+        for index, element in enumerate(value):
+            item, error = _coerce_mapping(element, args[0])
+            if error:
+                return value, f"item {index + 1}: {error}"
+            items.append(item)
+        return items, None
     if origin is list:
         if isinstance(value, str):  # env/flags: comma-separated lists
             value = [part.strip() for part in value.split(",") if part.strip()]
@@ -338,6 +423,21 @@ def _coerce(value: Any, kind: Any) -> tuple[Any, str | None]:
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value, None
     return value, f"must be {_describe(kind)}, not {_typename(value)} {value!r}"
+
+
+def _coerce_mapping(value: Any, kind: type) -> tuple[Any, str | None]:
+    """A plain mapping (an item of a list) into the dataclass `kind`."""
+    if not isinstance(value, dict):
+        return value, f"must be a mapping, not {_typename(value)}"
+    hints = typing.get_type_hints(kind)
+    kwargs = {}
+    for key, element in value.items():
+        if key not in hints:
+            return value, f"unknown key {key!r} (known: {', '.join(sorted(hints))})"
+        kwargs[key], error = _coerce(element, hints[key])
+        if error:
+            return value, f"{key} {error}"
+    return kind(**kwargs), None
 
 
 def _describe(kind: Any) -> str:

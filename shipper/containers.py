@@ -171,6 +171,12 @@ class Selector:
     exclude_images: tuple[str, ...] = ()
     exclude_labels: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, include, exclude) -> "Selector":
+        """From the `include`/`exclude` sections of the config (ContainerMatch)."""
+        return cls(tuple(include.names), tuple(include.images), tuple(include.labels),
+                   tuple(exclude.names), tuple(exclude.images), tuple(exclude.labels))
+
     def wants(self, meta: ContainerMeta) -> bool:
         includes = (self.include_names, self.include_images, self.include_labels)
         if any(includes) and not self._matches(meta, *includes):
@@ -188,3 +194,27 @@ class Selector:
             if key in meta.labels and (not sep or fnmatch.fnmatchcase(meta.labels[key], value)):
                 return True
         return False
+
+
+@dataclass(frozen=True)
+class BothSelectors:
+    first: Selector
+    second: Selector
+
+    def wants(self, meta: ContainerMeta) -> bool:
+        return self.first.wants(meta) and self.second.wants(meta)
+
+
+class Watched:
+    """The running containers the sources should watch: one cheap engine call, then the selector."""
+
+    def __init__(self, client: docker.DockerClient, cache: ContainerCache, selector: Selector = Selector()):
+        self.client = client
+        self.cache = cache
+        self.selector = selector
+
+    def running(self) -> list[str]:
+        ids = [c["Id"] for c in self.client.api.containers(filters={"status": "running"})]
+        if self.selector == Selector():
+            return ids
+        return [i for i in ids if (meta := self.cache.get(i)) is not None and self.selector.wants(meta)]

@@ -15,6 +15,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
+from .detect.stateful import FEATURES as ANOMALY_FEATURES
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,24 @@ EVENT_FIELDS: dict[str, Any] = {
     "process.pid": "long", "process.name": KW, "process.executable": KW,
     "process.command_line": "wildcard", "process.args": KW, "process.exit_code": "long",
     "process.interactive": "boolean", "process.user.name": KW, "process.working_directory": KW,
+    "process.host_pid": "long", "process.start": "date", "process.user.id": KW,
+    "process.upper_layer": "boolean", "process.memfd": "boolean", "process.executable_deleted": "boolean",
+    "process.stdin_socket": "boolean", "process.stdout_socket": "boolean", "process.stderr_socket": "boolean",
+    "process.parent.pid": "long", "process.parent.name": KW, "process.parent.executable": KW,
+    "process.parent.command_line": "wildcard",
+    "source.ip": "ip", "source.port": "long", "destination.ip": "ip", "destination.port": "long",
+    "network.transport": KW, "network.type": KW, "network.direction": KW, "network.state": KW,
+    "file.path": KW, "file.name": KW, "file.directory": KW, "file.extension": KW, "file.previous_path": KW,
+    "file.type": KW, "file.size": "long", "file.mode": KW, "file.uid": KW, "file.gid": KW, "file.mtime": "date",
+    "file.target_path": KW, "file.executable": "boolean", "file.hash.sha256": KW,
+    "container.cpu.usage": "float", "container.cpu.cores": "float",
+    "container.memory.usage": "long", "container.memory.limit": "long", "container.pids": "long",
+    "container.network.ingress.bytes": "long", "container.network.ingress.rate": "float",
+    "container.network.egress.bytes": "long", "container.network.egress.rate": "float",
+    "container.disk.read.bytes": "long", "container.disk.read.rate": "float",
+    "container.disk.write.bytes": "long", "container.disk.write.rate": "float",
+    "shipper.anomaly.score": "float", "shipper.anomaly.model": KW,
+    **{f"shipper.anomaly.features.{name}": "float" for name in ANOMALY_FEATURES},
     "user.name": KW,
     "package.name": KW,
     "error.type": KW, "error.message": "match_only_text", "error.code": KW,
@@ -67,6 +86,7 @@ EVENT_FIELDS: dict[str, Any] = {
     "shipper.verdicts.rule.id": KW, "shipper.verdicts.rule.name": KW,
     "shipper.verdicts.severity": "long", "shipper.verdicts.level": KW, "shipper.verdicts.reason": KW,
     "shipper.verdicts.tactic": KW, "shipper.verdicts.technique": KW, "shipper.verdicts.risk_score": "float",
+    "shipper.verdicts.suppressed": "long", "shipper.exec.health_check": "boolean",
     "shipper.exec.id": KW, "shipper.exec.tty": "boolean", "shipper.exec.privileged": "boolean", "shipper.exec.user": KW,
     "shipper.deadletter.index": KW,
     "shipper.deadletter.error": {"type": "object", "enabled": False},

@@ -36,6 +36,9 @@ class Metrics:
             "shipper_batch_seconds", "Time to acknowledge one bulk request", ["sink"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
+        self.alerts = Counter("shipper_alerts", "Verdicts attached to events, by rule id", ["rule"], registry=r)
+        self.alerts_suppressed = Counter("shipper_alerts_suppressed", "Verdicts throttled as repeats", ["rule"], registry=r)
+        self.alerts_allowlisted = Counter("shipper_alerts_allowlisted", "Verdicts dropped by an allowlist entry", ["rule"], registry=r)
         self.detector_errors = Counter("shipper_detector_errors", "Detectors disabled after raising", ["detector"], registry=r)
 
     def render(self) -> bytes:

@@ -38,6 +38,7 @@ class Verdict:
     tactic: str | None = None  # e.g. "TA0002 Execution"
     technique: str | None = None  # e.g. "T1059"
     risk_score: float | None = None
+    suppressed: int = 0  # repeats of this (rule, container) throttled since the previous alert
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -52,6 +53,8 @@ class Verdict:
             out["technique"] = self.technique
         if self.risk_score is not None:
             out["risk_score"] = self.risk_score
+        if self.suppressed:
+            out["suppressed"] = self.suppressed
         return out
 
 

@@ -23,9 +23,9 @@ ALLOWED_NETWORK_MODES = {"none", "host"}
 
 
 def pytest_collection_modifyitems(items):
-    integration_dir = Path(__file__).parent / "integration"
+    integration_dirs = {Path(__file__).parent / "integration", Path(__file__).parent / "scenarios"}
     for item in items:
-        if integration_dir in Path(item.fspath).parents:
+        if integration_dirs & set(Path(item.fspath).parents):
             item.add_marker(pytest.mark.integration)
 
 

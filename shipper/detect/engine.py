@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from ..document import container_fields
+from ..config import DetectionConfig
 from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
+from .policy import Allowlist, Throttle
 from .sigma import Rule, load_rules
+from .stateful import AnomalyDetector, Detector, MiningDetector, PortScanDetector
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,14 @@ CONTAINER_LOG = "container_log"
 CONTAINER_CONFIG = "container_config"
 CONTAINER_EXEC = "container_exec"
 CONTAINER_EVENT = "container_event"
+# the Sigma categories of the sampled sources
+PROCESS_CREATION = "process_creation"
+NETWORK_CONNECTION = "network_connection"
+FILE_EVENT = "file_event"
+CONTAINER_STATS = "container_stats"
+_SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
+                      "stats": CONTAINER_STATS}
+_DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
 
 
 def category_of(event: Event) -> str:
@@ -41,24 +52,46 @@ def category_of(event: Event) -> str:
         if action == "exec_start":
             return CONTAINER_EXEC
         return CONTAINER_EVENT
-    return event.source
+    return _SOURCE_CATEGORIES.get(event.source, event.source)
 
 
 class RulesEngine:
-    def __init__(self, rules: Iterable[Rule], containers: Callable[[str], Any] | None = None, metrics=None):
+    """Rules by category, then stateful detectors, then allowlists and throttling."""
+
+    def __init__(self, rules: Iterable[Rule], containers: Callable[[str], Any] | None = None, metrics=None, *,
+                 detectors: Iterable[Detector] = (), allowlist: Allowlist | None = None,
+                 throttle: Throttle | None = None):
         self.metrics = metrics
         self.by_category: dict[str, list[Rule]] = defaultdict(list)
         for rule in rules:
             self.by_category[rule.sigma.logsource.category or CONTAINER_EVENT].append(rule)
         self._containers = containers
+        self.detectors = list(detectors)
+        self.allowlist = allowlist or Allowlist(())
+        self.throttle = throttle or Throttle(0)
 
     @classmethod
-    def from_paths(cls, paths: Iterable[Path], containers=None, *, builtin: bool = True, metrics=None) -> "RulesEngine":
+    def from_paths(cls, paths: Iterable[Path], containers=None, *, builtin: bool = True, metrics=None,
+                   **policy) -> "RulesEngine":
         rules, problems = load_rules(([BUILTIN_RULES] if builtin else []) + list(paths))
         if problems:
             raise ConfigError(problems)
         log.info("rules loaded", extra={"rules": len(rules), "categories": sorted({r.sigma.logsource.category for r in rules})})
-        return cls(rules, containers, metrics)
+        return cls(rules, containers, metrics, **policy)
+
+    @classmethod
+    def from_config(cls, detection: DetectionConfig, containers=None, *, metrics=None,
+                    model_dir: Path | None = None) -> "RulesEngine":
+        detectors: list[Detector] = []
+        if detection.port_scan.enabled:
+            detectors.append(PortScanDetector(detection.port_scan))
+        if detection.mining.enabled:
+            detectors.append(MiningDetector(detection.mining))
+        if detection.anomaly.enabled:
+            detectors.append(AnomalyDetector(detection.anomaly, model_dir))
+        return cls.from_paths([Path(p) for p in detection.rules], containers, builtin=detection.builtin_rules,
+                              metrics=metrics, detectors=detectors, allowlist=Allowlist(detection.exceptions),
+                              throttle=Throttle(detection.throttle_seconds))
 
     @property
     def rules(self) -> list[Rule]:
@@ -73,9 +106,22 @@ class RulesEngine:
 
     def judge(self, event: Event) -> Event:
         rules = self.by_category.get(category_of(event))
-        if not rules:
+        stateful = self.detectors and event.source in _DETECTOR_SOURCES
+        if not rules and not stateful:
             return event
         doc = self.view(event)
+        verdicts = self._rule_verdicts(rules or (), doc)
+        if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
+            verdicts += self._detector_verdicts(doc, event, verdicts)
+        verdicts = self._apply_policy(verdicts, doc, event.container_id)
+        own = doc.get("shipper")
+        if own is not None and own is not event.fields.get("shipper"):  # a detector annotated the event
+            event = dataclasses.replace(event, fields={**event.fields, "shipper": own})
+        if not verdicts:
+            return event
+        return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
+
+    def _rule_verdicts(self, rules: Iterable[Rule], doc: dict[str, Any]) -> list[Verdict]:
         verdicts = []
         broken = []
         for rule in rules:
@@ -87,9 +133,40 @@ class RulesEngine:
                 broken.append(rule)
         for rule in broken:  # not while iterating the list it is removed from
             self._disable(rule)
-        if not verdicts:
-            return event
-        return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
+        return verdicts
+
+    def _detector_verdicts(self, doc: dict[str, Any], event: Event, verdicts: list[Verdict]) -> list[Verdict]:
+        found: list[Verdict] = []
+        for detector in list(self.detectors):
+            try:
+                if isinstance(detector, MiningDetector):
+                    found += detector.observe(doc, event.source, event.container_id, verdicts)
+                else:
+                    found += detector.observe(doc, event.source, event.container_id)
+            except Exception:
+                log.exception("detector raised and is disabled; shipping goes on", extra={"detector": detector.info.key})
+                self.detectors.remove(detector)
+                if self.metrics is not None:
+                    self.metrics.detector_errors.labels(detector.info.key).inc()
+        return found
+
+    def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None) -> list[Verdict]:
+        kept = []
+        for verdict in verdicts:
+            if self.allowlist.allows(verdict, doc) is not None:
+                self._count("alerts_allowlisted", verdict)
+                continue
+            admitted = self.throttle.admit(verdict, container_id)
+            if admitted is None:
+                self._count("alerts_suppressed", verdict)
+                continue
+            self._count("alerts", verdict)
+            kept.append(admitted)
+        return kept
+
+    def _count(self, counter: str, verdict: Verdict) -> None:
+        if self.metrics is not None:
+            getattr(self.metrics, counter).labels(verdict.rule_id).inc()
 
     def _disable(self, rule: Rule) -> None:
         for rules in self.by_category.values():

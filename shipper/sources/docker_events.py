@@ -141,9 +141,9 @@ class DockerEventsSource(Source):
             fields["process"] = {"command_line": detail}
             exec_id = attributes.get("execID")
             if exec_id:
-                self._exec_details(exec_id, fields)
+                self._exec_details(exec_id, fields, container_id)
 
-    def _exec_details(self, exec_id: str, fields: dict[str, Any]) -> None:
+    def _exec_details(self, exec_id: str, fields: dict[str, Any], container_id: str | None) -> None:
         try:
             info = self.client.api.exec_inspect(exec_id)
         except docker.errors.APIError:
@@ -153,11 +153,29 @@ class DockerEventsSource(Source):
         process["executable"] = config.get("entrypoint")
         process["args"] = [config.get("entrypoint", "")] + list(config.get("arguments") or [])
         process["interactive"] = bool(config.get("tty"))
+        meta = self.cache.get(container_id) if container_id else None
+        container_config = (meta.attrs.get("Config") or {}) if meta else {}
         user = config.get("user") or ""
-        process["user"] = {"name": user or "root (container default)"}
+        # without -u an exec runs as the container's user
+        effective = user or container_config.get("User") or "root"
+        process["user"] = {"name": "root" if effective.split(":")[0] in ("root", "0") else effective}
+        health = (container_config.get("Healthcheck") or {}).get("Test") or []
+        command = [config.get("entrypoint", "")] + list(config.get("arguments") or [])
         fields["shipper"] = {"exec": {
             "id": exec_id,
             "tty": bool(config.get("tty")),
             "privileged": bool(config.get("privileged")),
             "user": user,
+            "health_check": _is_health_check(health, command),
         }}
+
+
+def _is_health_check(test: list[str], command: list[str]) -> bool:
+    """Docker runs a HEALTHCHECK as an exec: CMD runs the words as given, CMD-SHELL under `/bin/sh -c`."""
+    if not test or test[0] == "NONE":
+        return False
+    if test[0] == "CMD":
+        return command == test[1:]
+    if test[0] == "CMD-SHELL":
+        return command == ["/bin/sh", "-c", *test[1:]]
+    return False

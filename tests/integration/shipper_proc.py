@@ -30,8 +30,8 @@ class ShipperProcess:
     running side by side never see each other's logs.
     """
 
-    def __init__(self, tmp_path: Path, *settings: str, env: dict[str, str] | None = None):
-        self.run_id = uuid.uuid4().hex[:10]
+    def __init__(self, tmp_path: Path, *settings: str, env: dict[str, str] | None = None, run_id: str | None = None):
+        self.run_id = run_id or uuid.uuid4().hex[:10]
         self.namespace = f"t{self.run_id}"
         self.state = tmp_path / "state"
         self.port = free_port()
@@ -40,7 +40,7 @@ class ShipperProcess:
             f"state.directory={self.state}",
             f"monitor.port={self.port}",
             f"elasticsearch.namespace={self.namespace}",
-            f"sources.docker_logs.include.labels=shipper.test.run={self.run_id}",
+            f"docker.include.labels=shipper.test.run={self.run_id}",
             "monitor.status_interval=5",
             *([f"elasticsearch.hosts={os.environ['ES_URL']}"] if os.environ.get("ES_URL") else []),
             *settings,  # last: a test's own settings win

@@ -71,8 +71,10 @@ def test_scanner_and_miner_output_in_logs_are_judged(es, run_container, shippers
     noisy = run_container(["sh", "-c", "echo 'Starting Nmap 7.94'; echo 'Nmap scan report for 127.0.0.1'; "
                                        "echo '[2026-11-28] net use pool stratum+tcp://127.0.0.1:3333 xmrig/6.21'; sleep 300"],
                           labels=shipper.labels, user="nobody", mem_limit="64m", nano_cpus=500_000_000, pids_limit=64)
-    fired = rule_names(es, shipper, noisy.id, expect=3)
-    assert fired == {"Port scanner output in a container's log", "Crypto-miner output in a container's log"}
+    fired = rule_names(es, shipper, noisy.id, expect=4)
+    # the miner's URL is also on the shell's command line, which the processes source sees
+    assert fired == {"Port scanner output in a container's log", "Crypto-miner output in a container's log",
+                     "Crypto-miner process in a container"}
 
 
 def test_well_behaved_container_raises_nothing(es, run_container, shippers):

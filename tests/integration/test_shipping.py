@@ -186,7 +186,8 @@ def test_exec_and_exit_code_become_docker_events(es, run_container, shippers):
 
     exec_doc = one({"bool": {"filter": [{"term": {"container.id": target.id}}, {"term": {"event.action": "exec_start"}}]}})
     assert exec_doc["process"]["command_line"] == "sh -c echo audited"
-    assert exec_doc["shipper"]["exec"] == {"id": exec_doc["shipper"]["exec"]["id"], "tty": True, "privileged": False, "user": "nobody"}
+    assert exec_doc["shipper"]["exec"] == {"id": exec_doc["shipper"]["exec"]["id"], "tty": True, "privileged": False,
+                                         "user": "nobody", "health_check": False}
     assert exec_doc["container"]["name"] == target.name
     die_doc = one({"bool": {"filter": [{"term": {"container.id": dying.id}}, {"term": {"event.action": "die"}}]}})
     assert die_doc["process"]["exit_code"] == 3

@@ -154,3 +154,23 @@ def test_rules_test_names_a_bad_event_line(tmp_path, capsys):
     events.write_text('{"process": {"name": "nc"}}\n{not json\n')
     assert main(["rules", "test", str(path), "--events", str(events)]) == 2
     assert f"{events}:2: not JSON" in capsys.readouterr().err
+
+
+def test_value_lists_on_one_field_match_like_their_values_one_by_one(tmp_path):
+    """A value list is compiled into one set/prefix/suffix/substring test; mixed with
+    `?` it falls back to the general path. Both must agree with the Sigma meaning."""
+    fast = matcher(tmp_path, """
+      sel:
+        process.name: [nc, 'py*', '*sh', '*mine*']
+      condition: sel""")
+    slow = matcher(tmp_path, """
+      sel:
+        process.name: [nc, 'py*', '*sh', '*mine*', 'x?z']
+      condition: sel""")
+    for name, expected in [("NC", True), ("python3", True), ("bash", True), ("xmrminer", True),
+                           ("ncat", False), ("shell", False), ("", False), (5, False)]:
+        doc = {"process": {"name": name}}
+        assert fast(doc) is expected, name
+        assert slow(doc) is expected, name
+    assert fast({"process": {"name": ["ls", "zsh"]}}) and not fast({"process": {}})
+    assert slow({"process": {"name": "xyz"}}) and not fast({"process": {"name": "xyz"}})

@@ -1,0 +1,328 @@
+"""Stateful detectors: judgements that need more than one event.
+
+Each detector sees every event (with the container's metadata joined, as rules
+do) and may return verdicts for it. State is per container and guarded by a
+lock: sources call detectors from their own threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import re
+import threading
+import time
+import uuid
+from collections import Counter, OrderedDict, defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import AnomalyConfig, MiningConfig, PortScanConfig
+from ..model import Severity, Verdict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What a detector's alerts are called: the same fields a Sigma rule gives."""
+
+    key: str
+    title: str
+    description: str
+    severity: Severity
+    tactic: str
+    technique: str
+
+    @property
+    def id(self) -> str:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"shipper:detector:{self.key}"))
+
+    def verdict(self, reason: str, risk_score: float | None = None) -> Verdict:
+        return Verdict(rule_id=self.id, rule_name=self.title, severity=self.severity, reason=reason,
+                       tactic=self.tactic, technique=self.technique, risk_score=risk_score)
+
+
+class Detector:
+    info: DetectorInfo
+
+    def observe(self, doc: dict[str, Any], source: str, container_id: str | None) -> list[Verdict]:
+        raise NotImplementedError
+
+
+def _container_name(doc: dict[str, Any]) -> str:
+    container = doc.get("container") or {}
+    return container.get("name") or (container.get("id") or "")[:12]
+
+
+# ---------------------------------------------------------------- port scan
+
+
+@dataclass
+class _Touched:
+    """One container's outbound destinations inside the window, with running counts."""
+
+    last: OrderedDict = field(default_factory=OrderedDict)  # (ip, port) -> time, oldest first
+    ports: Counter = field(default_factory=Counter)
+    hosts: Counter = field(default_factory=Counter)
+    syn_sent: deque = field(default_factory=deque)
+
+    def add(self, now: float, ip: str, port: int, state: str) -> None:
+        key = (ip, port)
+        if key in self.last:
+            self.last.move_to_end(key)
+        else:
+            self.ports[port] += 1
+            self.hosts[ip] += 1
+        self.last[key] = now
+        if state == "SYN_SENT":
+            self.syn_sent.append(now)
+
+    def expire(self, before: float) -> None:
+        while self.last:
+            (ip, port), at = next(iter(self.last.items()))
+            if at >= before:
+                break
+            del self.last[(ip, port)]
+            for counter, value in ((self.ports, port), (self.hosts, ip)):
+                counter[value] -= 1
+                if not counter[value]:
+                    del counter[value]
+        while self.syn_sent and self.syn_sent[0] < before:
+            self.syn_sent.popleft()
+
+
+class PortScanDetector(Detector):
+    info = DetectorInfo(
+        "port_scan", "Port scan from a container",
+        "A container opened connections to many distinct ports or hosts, or holds many unanswered SYNs, in a short window.",
+        Severity.HIGH, "TA0007 Discovery", "T1046")
+
+    def __init__(self, config: PortScanConfig):
+        self.config = config
+        self._touched: dict[str, _Touched] = defaultdict(_Touched)
+        self._lock = threading.Lock()
+
+    def observe(self, doc, source, container_id):
+        network = doc.get("network") or {}
+        if source != "network" or network.get("direction") != "egress" or not container_id:
+            return []
+        destination = doc.get("destination") or {}
+        now = time.monotonic()
+        with self._lock:
+            touched = self._touched[container_id]
+            touched.add(now, destination.get("ip"), destination.get("port"), network.get("state"))
+            touched.expire(now - self.config.window)
+            ports, hosts, syn_sent = len(touched.ports), len(touched.hosts), len(touched.syn_sent)
+        window = f"{self.config.window:g} s"
+        if ports >= self.config.distinct_ports:
+            why = f"{ports} distinct destination ports on {hosts} host(s) within {window}"
+        elif hosts >= self.config.distinct_hosts:
+            why = f"{hosts} distinct destination hosts within {window}"
+        elif syn_sent >= self.config.syn_sent:
+            why = f"{syn_sent} unanswered connection attempts (SYN_SENT) within {window}"
+        else:
+            return []
+        last = f"{destination.get('ip')}:{destination.get('port')}"
+        return [self.info.verdict(f"Port scan from container {_container_name(doc)}: {why} (last {last})")]
+
+
+# ---------------------------------------------------------------- crypto-mining
+
+MINER_NAMES = re.compile(r"xmrig|xmr-stak|minerd|cpuminer|ccminer|ethminer|nbminer|t-rex|lolminer|phoenixminer|nanominer"
+                         r"|srbminer|teamredminer|gminer|bminer|cgminer|bfgminer", re.I)
+STRATUM = re.compile(r"stratum2?\+(tcp|ssl|tls)://", re.I)
+POOL_PORTS = {3333, 4444, 5555, 7777, 14444, 45700}
+MINER_LOG_RULE = "072d0dcf-317e-5814-865c-95193f5fea87"  # log_crypto_miner.yml
+
+
+class MiningDetector(Detector):
+    info = DetectorInfo(
+        "crypto_mining", "Crypto-mining in a container",
+        "Sustained high CPU together with a miner signal: a miner's name, a stratum URL, a mining pool port.",
+        Severity.CRITICAL, "TA0040 Impact", "T1496")
+
+    def __init__(self, config: MiningConfig):
+        self.config = config
+        self._signals: dict[str, tuple[float, str]] = {}
+        self._high: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
+
+    def signal_of(self, doc: dict[str, Any], source: str, verdicts: list[Verdict]) -> str | None:
+        process = doc.get("process") or {}
+        text = " ".join(filter(None, (process.get("name"), process.get("executable"), process.get("command_line"))))
+        if text and STRATUM.search(text):
+            return f"stratum URL in process {process.get('command_line', '')[:120]!r}"
+        if source == "processes" and text and MINER_NAMES.search(text):
+            return f"miner process {process.get('name')!r} ({process.get('command_line', '')[:120]})"
+        port = (doc.get("destination") or {}).get("port")
+        if source == "network" and (doc.get("network") or {}).get("direction") == "egress" and port in POOL_PORTS:
+            return f"connection to mining pool port {port} ({doc['destination'].get('ip')})"
+        if any(v.rule_id == MINER_LOG_RULE for v in verdicts):
+            return "miner output in the container's log"
+        return None
+
+    def observe(self, doc, source, container_id, verdicts: list[Verdict] = ()):
+        if not container_id:
+            return []
+        now = time.monotonic()
+        signal = self.signal_of(doc, source, list(verdicts))
+        with self._lock:
+            if signal:
+                self._signals[container_id] = (now, signal)
+            if source != "stats":
+                return []
+            cores = ((doc.get("container") or {}).get("cpu") or {}).get("cores", 0.0)
+            self._high[container_id] = self._high[container_id] + 1 if cores >= self.config.cpu_cores else 0
+            high = self._high[container_id]
+            remembered = self._signals.get(container_id)
+        if high < self.config.sustained_samples or not remembered or now - remembered[0] > self.config.signal_memory:
+            return []
+        return [self.info.verdict(f"Crypto-mining in container {_container_name(doc)}: {cores:.2f} cores for "
+                                  f"{high} samples, and {remembered[1]}")]
+
+
+# ---------------------------------------------------------------- anomaly
+
+FEATURES = ("cpu_cores", "memory_log_mib", "pids", "net_log_kibps", "disk_log_kibps", "new_processes_per_min")
+# How far a feature may wander and still be "the same behaviour": training data is
+# jittered by this much so an idle, constant baseline still has a shape to learn.
+TOLERANCE = (0.1, 0.15, 1.0, 0.5, 0.5, 2.0)
+MODEL_FORMAT = 1
+
+
+def _safe_name(image: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", image)[:150] or "unknown"
+
+
+@dataclass
+class _ImageModel:
+    image: str
+    samples: list[list[float]] = field(default_factory=list)
+    forest: Any = None
+    trained_on: int = 0
+
+
+class AnomalyDetector(Detector):
+    info = DetectorInfo(
+        "resource_anomaly", "Anomalous resource use in a container",
+        "An IsolationForest trained on the image's own baseline (CPU, memory, pids, I/O, new processes) "
+        "scores this sample as unlike anything it learned.",
+        Severity.MEDIUM, "TA0040 Impact", "T1496")
+
+    def __init__(self, config: AnomalyConfig, model_dir: Path | None, image_of=None):
+        self.config = config
+        self.model_dir = model_dir
+        self.image_of = image_of or (lambda container_id: None)
+        self._models: dict[str, _ImageModel] = {}
+        self._new_processes: dict[str, int] = defaultdict(int)
+        self._last_stats: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.reloaded: list[str] = []
+
+    def observe(self, doc, source, container_id):
+        if not container_id:
+            return []
+        if source == "processes":
+            with self._lock:
+                self._new_processes[container_id] += 1
+            return []
+        if source != "stats":
+            return []
+        image = ((doc.get("container") or {}).get("image") or {}).get("name") or "unknown"
+        vector = self._vector(doc, container_id)
+        with self._lock:
+            model = self._models.get(image) or self._load(image)
+            if model.forest is None:
+                model.samples.append(vector)
+                if len(model.samples) >= self.config.warmup_samples:
+                    self._train(model)
+                return []
+            forest = model.forest
+        score = float(-forest.score_samples([vector])[0])
+        doc.setdefault("shipper", {})["anomaly"] = {"score": round(score, 3), "model": image,
+                                                    "features": dict(zip(FEATURES, vector))}
+        if score < self.config.threshold:
+            return []
+        return [self.info.verdict(
+            f"Anomalous resource use in container {_container_name(doc)}: score {score:.2f} >= "
+            f"{self.config.threshold:g} against the baseline of {image} ({model.trained_on} samples); "
+            + ", ".join(f"{k}={v:g}" for k, v in zip(FEATURES, vector)), risk_score=round(score * 100, 1))]
+
+    def _vector(self, doc: dict[str, Any], container_id: str) -> list[float]:
+        container = doc.get("container") or {}
+        network = container.get("network") or {}
+        disk = container.get("disk") or {}
+        now = time.monotonic()
+        with self._lock:
+            minutes = max(1 / 60, (now - self._last_stats.get(container_id, now - 60)) / 60)
+            self._last_stats[container_id] = now
+            new = self._new_processes.pop(container_id, 0)
+        net = (network.get("ingress") or {}).get("rate", 0) + (network.get("egress") or {}).get("rate", 0)
+        io = (disk.get("read") or {}).get("rate", 0) + (disk.get("write") or {}).get("rate", 0)
+        return [
+            round((container.get("cpu") or {}).get("cores", 0.0), 2),
+            round(math.log1p(((container.get("memory") or {}).get("usage", 0)) / 2**20), 2),
+            float(container.get("pids", 0)),
+            round(math.log1p(net / 1024), 2),
+            round(math.log1p(io / 1024), 2),
+            round(new / minutes, 1),
+        ]
+
+    def _train(self, model: _ImageModel) -> None:
+        import numpy as np
+        from sklearn.ensemble import IsolationForest
+
+        rng = np.random.default_rng(0)
+        base = np.asarray(model.samples, dtype=float)
+        scale = np.asarray(TOLERANCE)
+        jittered = np.concatenate([base + rng.normal(0, 1, base.shape) * scale for _ in range(8)])
+        forest = IsolationForest(n_estimators=self.config.trees, random_state=0).fit(jittered)
+        model.forest, model.trained_on = forest, len(model.samples)
+        model.samples = []
+        log.info("anomaly model trained", extra={"image": model.image, "samples": model.trained_on})
+        self._save(model)
+
+    # ------------------------------------------------------------ persistence
+
+    def _path(self, image: str) -> Path | None:
+        return self.model_dir / f"{_safe_name(image)}.pickle" if self.model_dir else None
+
+    def _save(self, model: _ImageModel) -> None:
+        path = self._path(model.image)
+        if path is None:
+            return
+        import sklearn
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            pickle.dump({"format": MODEL_FORMAT, "sklearn": sklearn.__version__, "image": model.image,
+                         "features": FEATURES, "trained_on": model.trained_on, "forest": model.forest}, handle)
+        tmp.replace(path)
+
+    def _load(self, image: str) -> _ImageModel:
+        """The image's model as saved by an earlier run, or an empty one that starts its warm-up."""
+        model = self._models[image] = _ImageModel(image)
+        path = self._path(image)
+        if path is None or not path.exists():
+            return model
+        import sklearn
+
+        try:
+            with open(path, "rb") as handle:  # our own file, in our own state directory
+                saved = pickle.load(handle)
+        except Exception as exc:
+            log.warning("anomaly model unreadable, training again", extra={"path": str(path), "error": str(exc)})
+            return model
+        if (saved.get("format"), saved.get("sklearn"), tuple(saved.get("features", ()))) != (
+                MODEL_FORMAT, sklearn.__version__, FEATURES):
+            log.warning("anomaly model from another version, training again",
+                        extra={"path": str(path), "saved_sklearn": saved.get("sklearn")})
+            return model
+        model.forest, model.trained_on = saved["forest"], saved["trained_on"]
+        self.reloaded.append(image)
+        log.info("anomaly model reloaded", extra={"image": image, "samples": model.trained_on, "path": str(path)})
+        return model

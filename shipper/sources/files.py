@@ -1,0 +1,320 @@
+"""Source `files`: what is written, deleted, renamed or re-permissioned inside containers.
+
+Every file a container writes lands in its overlay `UpperDir`; inotify (watchdog)
+on that directory sees it within milliseconds. Paths are reported as the
+container sees them. Raw notifications are coalesced per path for `settle`
+seconds (a write is open, modify, modify, close), then judged once from what is
+on disk: a character device 0/0 is an overlay whiteout (a file of the image was
+deleted), a new file that exists in a lower layer is a modification (copy-up).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import logging
+import os
+import stat
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import docker
+from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileClosedEvent,
+                             FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+                             FileSystemEventHandler)
+from watchdog.observers import Observer
+
+from ..containers import Watched
+from ..model import Event, event_id
+from .base import Batch, Emit, Source
+
+log = logging.getLogger(__name__)
+
+_KINDS = {
+    FileCreatedEvent: "created", DirCreatedEvent: "created", FileModifiedEvent: "modified",
+    FileClosedEvent: "closed", FileDeletedEvent: "deleted", DirDeletedEvent: "deleted",
+    FileMovedEvent: "moved", DirMovedEvent: "moved", FileAttribEvent: "attrib",
+}  # opened, closed-without-write and directory modified/attrib notifications are noise here
+_ACTIONS = {"creation": ["creation"], "modification": ["change"], "deletion": ["deletion"],
+            "rename": ["change"], "attributes_modification": ["change"]}
+
+
+@dataclass
+class _Root:
+    """A watched directory: a container's upper layer, or a host path."""
+
+    path: str
+    container_id: str | None
+    lowers: list[str] = field(default_factory=list)
+    mountpoints: frozenset[str] = frozenset()  # files Docker puts in the upper layer to mount over
+    watch: Any = None
+    watches: int = 0
+
+
+@dataclass
+class _Pending:
+    root: _Root
+    path: str  # as the container sees it
+    first: float
+    last: float
+    kinds: set[str] = field(default_factory=set)
+    previous: str | None = None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, root: _Root, raw: deque):
+        self.root = root
+        self.raw = raw
+
+    def on_any_event(self, event) -> None:
+        kind = _KINDS.get(type(event))
+        if kind is not None:
+            self.raw.append((self.root, kind, event.src_path, getattr(event, "dest_path", ""), time.time()))
+
+
+class FilesSource(Source):
+    name = "files"
+
+    def __init__(self, watched: Watched, *, host_paths: list[str] = (),
+                 exclude: list[str] = (), hash_max_bytes: int = 1 << 20, max_watches: int = 50_000,
+                 catch_up_seconds: float = 10.0, sync_interval: float = 0.5, settle: float = 0.1):
+        self.watched = watched
+        self.cache = watched.cache
+        self.host_paths = list(host_paths)
+        self.exclude = list(exclude)
+        self.hash_max_bytes = hash_max_bytes
+        self.max_watches = min(max_watches, _kernel_watch_limit())
+        self.catch_up_seconds = catch_up_seconds
+        self.sync_interval = sync_interval
+        self.settle = settle
+        self._observer = Observer()
+        self._roots: dict[str, _Root] = {}  # container id or host path -> root
+        self._raw: deque = deque()
+        self._pending: dict[tuple[str, str], _Pending] = {}
+        self._closed = threading.Event()
+        self._refused: set[str] = set()
+        self.events = 0
+
+    @property
+    def watches_used(self) -> int:
+        return sum(root.watches for root in self._roots.values())
+
+    def run(self, emit: Emit, positions: dict[str, Any]) -> None:
+        self._observer.start()
+        for path in self.host_paths:
+            self._watch(path, _Root(path, None))
+        next_sync = 0.0
+        try:
+            while not self._closed.wait(self.settle / 2):
+                now = time.time()
+                if now >= next_sync:
+                    next_sync = now + self.sync_interval
+                    try:
+                        self._sync(now)
+                    except docker.errors.DockerException as exc:
+                        log.warning("files: cannot list containers, retrying", extra={"error": str(exc)})
+                events = self._drain(now)
+                if events:
+                    self.events += len(events)
+                    emit(Batch(self.name, events))
+        finally:
+            self._observer.stop()
+            self._observer.join(5)
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def status(self) -> dict[str, Any]:
+        return {"watched": len(self._roots), "watches": self.watches_used, "watch_budget": self.max_watches,
+                "events": self.events}
+
+    # ------------------------------------------------------------ watches
+
+    def _sync(self, now: float) -> None:
+        running = set(self.watched.running())
+        for container_id in [c for c, r in self._roots.items() if r.container_id and c not in running]:
+            self._unwatch(container_id)
+        for container_id in running - set(self._roots) - self._refused:
+            meta = self.cache.get(container_id)
+            data = ((meta.attrs.get("GraphDriver") or {}).get("Data") or {}) if meta else {}
+            if not data.get("UpperDir"):
+                continue  # not overlay2, or not known yet
+            root = _Root(data["UpperDir"], container_id, [p for p in (data.get("LowerDir") or "").split(":") if p],
+                         _mountpoints(meta.attrs))
+            if self._watch(container_id, root):
+                self._catch_up(root, meta.attrs, now)
+
+    def _watch(self, key: str, root: _Root) -> bool:
+        directories = sum(1 for _ in os.walk(root.path))
+        if self.watches_used + directories > self.max_watches:
+            log.warning("files: inotify watch budget exhausted, %s is NOT watched", key[:12],
+                        extra={"needed": directories, "used": self.watches_used, "budget": self.max_watches,
+                               "fix": "raise sources.files.max_watches and fs.inotify.max_user_watches"})
+            self._refused.add(key)
+            return False
+        try:
+            root.watch = self._observer.schedule(_Handler(root, self._raw), root.path, recursive=True)
+        except OSError as exc:  # ENOSPC/EMFILE: the kernel's inotify limits
+            log.warning("files: cannot watch %s: %s", root.path, exc,
+                        extra={"fix": "raise fs.inotify.max_user_watches / max_user_instances"})
+            self._refused.add(key)
+            return False
+        root.watches = directories
+        self._roots[key] = root
+        return True
+
+    def _unwatch(self, key: str) -> None:
+        root = self._roots.pop(key)
+        try:
+            self._observer.unschedule(root.watch)
+        except (KeyError, OSError):
+            pass  # the directory is already gone with its container
+
+    def _catch_up(self, root: _Root, attrs: dict[str, Any], now: float) -> None:
+        """Files a container wrote between its start and our watch: report them as created."""
+        started = _parse_time((attrs.get("State") or {}).get("StartedAt", ""))
+        if started is None or now - started > self.catch_up_seconds:
+            return
+        for directory, dirs, files in os.walk(root.path):
+            for name in dirs + files:
+                host_path = os.path.join(directory, name)
+                try:
+                    mtime = os.lstat(host_path).st_mtime
+                except OSError:
+                    continue
+                if mtime >= started - 1:
+                    self._raw.append((root, "created", host_path, "", mtime))
+
+    # ------------------------------------------------------------ events
+
+    def _drain(self, now: float) -> list[Event]:
+        while self._raw:
+            root, kind, src, dest, at = self._raw.popleft()
+            host_path = dest if kind == "moved" else src
+            path = host_path[len(root.path):] or "/" if root.container_id else host_path
+            pending = self._pending.get((root.path, path))
+            if pending is None:
+                pending = self._pending[(root.path, path)] = _Pending(root, path, at, at)
+            pending.last = max(pending.last, at)
+            pending.kinds.add(kind)
+            if kind == "moved":
+                pending.previous = src[len(root.path):] if root.container_id else src
+        events = []
+        for key, pending in list(self._pending.items()):
+            if now - pending.last >= self.settle or "closed" in pending.kinds:
+                del self._pending[key]
+                if pending.path in pending.root.mountpoints:
+                    continue
+                if not any(fnmatch.fnmatchcase(pending.path, pattern) for pattern in self.exclude):
+                    event = self._event(pending)
+                    if event is not None:
+                        events.append(event)
+        return events
+
+    def _event(self, pending: _Pending) -> Event | None:
+        root = pending.root
+        host_path = root.path + pending.path if root.container_id else pending.path
+        try:
+            info = os.lstat(host_path)
+        except OSError:
+            info = None
+        whiteout = info is not None and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+        if info is None or whiteout or ("deleted" in pending.kinds and pending.kinds <= {"deleted", "modified"}):
+            action = "deletion"
+        elif "moved" in pending.kinds:
+            action = "rename"
+        elif "created" in pending.kinds:
+            copy_up = any(os.path.lexists(lower + pending.path) for lower in root.lowers)
+            action = "modification" if copy_up else "creation"
+        elif pending.kinds & {"modified", "closed"}:
+            action = "modification"
+        else:
+            action = "attributes_modification"
+        if action in ("modification", "attributes_modification") and info is not None and stat.S_ISDIR(info.st_mode):
+            return None  # a directory copied up to hold a written file: the file's own event says it
+        directory, _, name = pending.path.rpartition("/")
+        file: dict[str, Any] = {"path": pending.path, "name": name, "directory": directory or "/"}
+        if "." in name.strip("."):
+            file["extension"] = name.rsplit(".", 1)[1]
+        if pending.previous:
+            file["previous_path"] = pending.previous
+        if info is not None and action != "deletion":
+            file.update(_describe(info, host_path, self.hash_max_bytes))
+        timestamp = datetime.fromtimestamp(pending.first, timezone.utc).isoformat(timespec="milliseconds")
+        return Event(
+            id=event_id("files", root.container_id or "host", pending.path, action, f"{pending.first:.6f}"),
+            timestamp=timestamp.replace("+00:00", "Z"),
+            source=self.name,
+            fields={
+                "event": {"kind": "event", "category": ["file"], "type": _ACTIONS[action], "action": action,
+                          "module": "shipper", "dataset": "shipper.files"},
+                "message": f"file {action.replace('_', ' ')}: {pending.path}"
+                           + (f" (from {pending.previous})" if pending.previous else ""),
+                "file": file,
+            },
+            container_id=root.container_id,
+        )
+
+
+def _describe(info: os.stat_result, host_path: str, hash_max_bytes: int) -> dict[str, Any]:
+    kinds = ((stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"))
+    out: dict[str, Any] = {
+        "type": next((name for test, name in kinds if test(info.st_mode)), "other"),
+        "size": info.st_size, "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+        "uid": str(info.st_uid), "gid": str(info.st_gid),
+        "mtime": datetime.fromtimestamp(info.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z"),
+    }
+    if out["type"] == "symlink":
+        try:
+            out["target_path"] = os.readlink(host_path)  # as written: a path inside the container
+        except OSError:
+            pass
+    elif out["type"] == "file":
+        executable = bool(info.st_mode & 0o111)
+        out["executable"] = executable
+        if executable or info.st_size <= hash_max_bytes:
+            digest = _sha256(host_path)
+            if digest:
+                out["hash"] = {"sha256": digest}
+    return out
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _mountpoints(attrs: dict[str, Any]) -> frozenset[str]:
+    points = {m.get("Destination") for m in attrs.get("Mounts") or []}
+    if (attrs.get("HostConfig") or {}).get("Init"):
+        points.add("/sbin/docker-init")
+    points |= {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+    return frozenset(p for p in points if p)
+
+
+def _parse_time(text: str) -> float | None:
+    try:  # Docker's RFC 3339 with nanoseconds: keep microseconds
+        head, _, rest = text.partition(".")
+        fraction = rest.rstrip("Z")[:6]
+        return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00").timestamp()
+    except ValueError:
+        return None
+
+
+def _kernel_watch_limit() -> int:
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as handle:
+            return int(handle.read())
+    except (OSError, ValueError):
+        return 8192

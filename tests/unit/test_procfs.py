@@ -1,0 +1,51 @@
+"""Parsing /proc: stat lines with awkward names, TCP tables in both families, cgroup paths."""
+
+from shipper.sources import procfs
+
+TCP = """  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0 100 0 0 10 0
+   1: 0100007F:B3A4 0100007F:0D05 02 00000001:00000000 01:00000100 00000001  1000        0 4243 1 0 100 0 0 10 0
+"""
+TCP6 = """  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000000000000000000000000000:115C 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 77 1 0 100 0 0 10 0
+   1: 0000000000000000FFFF00000100007F:0D05 0000000000000000FFFF00000100007F:B7A4 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0
+   2: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:C350 01 00000000:00000000 00:00000000 00000000     0        0 78 1 0
+"""
+
+
+def test_stat_with_spaces_and_parentheses_in_the_name():
+    text = "4242 (my (odd) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10"
+    stat = procfs.parse_stat(text)
+    assert (stat.pid, stat.name, stat.ppid, stat.start_ticks) == (4242, "my (odd) name", 17, 98765)
+
+
+def test_ipv4_rows():
+    rows = list(procfs.parse_tcp(TCP, "ipv4"))
+    assert rows[0].local == ("127.0.0.1", 8080) and rows[0].state == "LISTEN" and rows[0].inode == 4242
+    assert rows[1].remote == ("127.0.0.1", 3333) and rows[1].state == "SYN_SENT"
+
+
+def test_ipv6_rows_and_mapped_ipv4():
+    rows = list(procfs.parse_tcp(TCP6, "ipv6"))
+    assert rows[0].local == ("::", 4444) and rows[0].state == "LISTEN"
+    assert rows[1].local == ("127.0.0.1", 3333) and rows[1].remote == ("127.0.0.1", 47012)
+    assert rows[1].state == "TIME_WAIT"
+    assert rows[2].local == ("::1", 8080) and rows[2].remote == ("::1", 50000)
+
+
+def test_cgroup_v1_and_v2_paths(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "cgroup").write_text("9:cpu,cpuacct:/docker/abc\n8:pids:/docker/abc\n0::/\n")
+    assert procfs.cgroup_procs_path(1, str(tmp_path), "/cg") == "/cg/pids/docker/abc/cgroup.procs"
+    (tmp_path / "2").mkdir()
+    (tmp_path / "2" / "cgroup").write_text("0::/system.slice/docker-abc.scope\n")
+    assert procfs.cgroup_procs_path(2, str(tmp_path), "/cg") == "/cg/system.slice/docker-abc.scope/cgroup.procs"
+    assert procfs.cgroup_procs_path(3, str(tmp_path), "/cg") is None  # the process is gone
+
+
+def test_this_process_reads_itself():
+    import os
+
+    info = procfs.read_process(os.getpid())
+    assert info is not None and info.stat.pid == os.getpid() and info.executable
+    assert not info.memfd and info.args
