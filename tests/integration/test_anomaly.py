@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from shipper.detect.stateful import AnomalyDetector
+from shipper.es_setup import run_setup
 
 from .shipper_proc import ShipperProcess, count
 
@@ -20,6 +21,7 @@ def wait_for_log(shipper: ShipperProcess, text: str, timeout: float = 60) -> Non
 
 
 def test_model_survives_restart_and_flags_a_burst(docker_client, es, test_image, run_container, tmp_path):
+    run_setup(es)  # the data stream's template: without it, rule ids would be analysed text
     docker_client.images.get(test_image).tag(IMAGE, "1")
     (tmp_path / "state").mkdir()
     first = ShipperProcess(tmp_path / "state", *SETTINGS)
