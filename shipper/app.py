@@ -15,11 +15,13 @@ from .checkpoints import Checkpoints
 from .config import Config
 from .containers import BothSelectors, ContainerCache, Selector, Watched
 from .detect.engine import RulesEngine
-from .document import DocumentWriter
+from .document import DocumentWriter, events_stream
 from .errors import ServiceUnavailable, ShipperError
 from .metrics import Metrics, MonitorServer
 from .pipeline import Pipeline, PipelineSettings
 from .sinks.elasticsearch import ElasticsearchSink
+from .sinks.logstash import LogstashSink
+from .sinks.webhook import WebhookNotifier
 from .sinks.spool import Spool
 from .sources.base import Source
 from .sources.docker_events import DockerEventsSource
@@ -88,6 +90,14 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
     return sources
 
 
+def make_sink(config: Config, metrics: Metrics):
+    """The main sink: Elasticsearch directly, or Logstash in front of it (same documents, same ids)."""
+    if config.output == "logstash":
+        return LogstashSink(config.logstash, events_stream(config.elasticsearch.namespace), metrics,
+                            max_retries=config.pipeline.max_retries)
+    return ElasticsearchSink.from_config(config, metrics)
+
+
 def run(config: Config) -> int:
     state = Path(config.state.directory)
     lock = StateLock(state)
@@ -99,14 +109,16 @@ def run(config: Config) -> int:
     engine = None
     if config.detection.enabled:
         engine = RulesEngine.from_config(config.detection, cache.get, metrics=metrics, model_dir=state / "models")
+    notifier = WebhookNotifier(config.webhook, metrics, cache.get).start() if config.webhook.enabled else None
     pipeline = Pipeline(
         sources=build_sources(config, client, cache),
-        sink=ElasticsearchSink.from_config(config, metrics),
+        sink=make_sink(config, metrics),
         spool=spool,
         checkpoints=Checkpoints(state / "checkpoints.json"),
         writer=DocumentWriter(config.elasticsearch.namespace, cache.get),
         metrics=metrics,
         process=engine.process if engine else None,
+        alerts=notifier.offer if notifier else None,
         settings=PipelineSettings(
             batch_max_docs=config.pipeline.batch_max_docs, batch_max_bytes=config.pipeline.batch_max_bytes,
             flush_interval=config.pipeline.flush_interval, queue_batches=config.pipeline.queue_batches,
@@ -128,6 +140,8 @@ def run(config: Config) -> int:
         if followed is not None:
             metrics.containers.set(followed.status()["containers_followed"])
     pipeline.stop()
+    if notifier:
+        notifier.close()
     if monitor:
         monitor.close()
     return 0

@@ -76,6 +76,35 @@ class ContainerMatch:
 
 
 @dataclass(frozen=True)
+class LogstashConfig:
+    # The `http` input of logstash/pipeline/shipper.conf; used when output: logstash.
+    url: str = "http://127.0.0.1:8080"
+    username: str | None = None
+    password: str | None = _secret()
+    ca_file: str | None = None
+    verify_certs: bool = True
+    request_timeout: float = _check(_positive, 30.0)
+
+
+def _severity(value: str) -> str | None:
+    names = ("informational", "low", "medium", "high", "critical")
+    return None if value in names else f"must be one of {', '.join(names)}"
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    enabled: bool = False
+    url: str | None = _secret(doc="the incoming-webhook URL; it is the credential, never logged")
+    min_severity: str = _check(_severity, "high")
+    throttle_seconds: float = 300.0  # one message per (rule, container) per window
+    # Fields: {id} {rule_id} {container_id} {timestamp}, e.g. a Kibana Discover URL.
+    link_template: str = ""
+    max_retries: int = _check(lambda v: None if v >= 0 else "must be 0 or more", 5)
+    request_timeout: float = _check(_positive, 10.0)
+    queue_size: int = _check(_positive, 1000)
+
+
+@dataclass(frozen=True)
 class DockerConfig:
     # None: DOCKER_HOST if set, else the local socket.
     url: str | None = None
@@ -216,7 +245,11 @@ class LogConfig:
 
 @dataclass(frozen=True)
 class Config:
+    # Where events go: Elasticsearch directly, or Logstash's http input in front of it.
+    output: Literal["elasticsearch", "logstash"] = "elasticsearch"
     elasticsearch: ElasticsearchConfig = field(default_factory=ElasticsearchConfig)
+    logstash: LogstashConfig = field(default_factory=LogstashConfig)
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
     docker: DockerConfig = field(default_factory=DockerConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     detection: DetectionConfig = field(default_factory=DetectionConfig)
@@ -251,6 +284,9 @@ def load_config(
     _merge(layered, _from_env(os.environ if env is None else env, problems))
     _merge(layered, _from_flags(overrides or [], problems))
     config = _build(Config, layered, "", problems)
+    if config.webhook.enabled and not config.webhook.url:
+        where = (layered.get("webhook") or {}).get("__where__", "webhook")
+        problems.append(Problem(where, "webhook.url", "is needed when webhook.enabled is true"))
     if problems:
         raise ConfigError(problems)
     return config

@@ -39,6 +39,8 @@ class Metrics:
         self.alerts = Counter("shipper_alerts", "Verdicts attached to events, by rule id", ["rule"], registry=r)
         self.alerts_suppressed = Counter("shipper_alerts_suppressed", "Verdicts throttled as repeats", ["rule"], registry=r)
         self.alerts_allowlisted = Counter("shipper_alerts_allowlisted", "Verdicts dropped by an allowlist entry", ["rule"], registry=r)
+        self.notifications = Counter("shipper_notifications", "Webhook alerts by outcome: sent, failed, suppressed, dropped",
+                                     ["outcome"], registry=r)
         self.detector_errors = Counter("shipper_detector_errors", "Detectors disabled after raising", ["detector"], registry=r)
 
     def render(self) -> bytes:

@@ -53,6 +53,7 @@ class Pipeline:
         metrics: Metrics,
         settings: PipelineSettings = PipelineSettings(),
         process: Callable[[Batch], Batch] | None = None,
+        alerts: Callable[[list], None] | None = None,
     ):
         self.sources = sources
         self.sink = sink
@@ -62,6 +63,7 @@ class Pipeline:
         self.metrics = metrics
         self.settings = settings
         self.process = process or (lambda batch: batch)
+        self.alerts = alerts  # judged events go here too (the webhook); must not block
         self._to_deliver: queue.Queue = queue.Queue(settings.queue_batches)
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
@@ -142,6 +144,8 @@ class Pipeline:
         def emit(batch: Batch) -> None:
             counter.inc(len(batch.events))
             batch = self.process(batch)
+            if self.alerts is not None:
+                self.alerts(batch.events)
             self._to_deliver.put((self.writer.bulk_lines(batch.events), batch))
 
         try:

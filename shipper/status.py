@@ -7,11 +7,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .app import StateLock
+from .app import StateLock, make_sink
 from .config import Config
 from .errors import ServiceUnavailable
 from .metrics import Metrics
-from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.spool import Spool
 
 SHOWN = ("shipper_events_in_total", "shipper_events_out_total", "shipper_duplicates_avoided_total",
@@ -48,7 +47,7 @@ def replay_spool(config: Config) -> int:
     state = Path(config.state.directory)
     StateLock(state).acquire()
     spool = Spool(state / "spool", config.state.spool_max_bytes)
-    sink = ElasticsearchSink.from_config(config, Metrics())
+    sink = make_sink(config, Metrics())
     sent = 0
     segments = spool.segments()
     for number, path in enumerate(segments, 1):
