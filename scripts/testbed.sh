@@ -62,6 +62,8 @@ docker_up() {
 }
 
 test_image_up() {
+    # Debian's docker-compose 1.29 validates docker-compose.elk.yml (tests/integration/test_deploy_files.py)
+    command -v docker-compose >/dev/null || apt_install docker-compose
     # the scenario suite compiles a static helper (tests/scenarios/memfd_exec.c)
     command -v gcc >/dev/null && [[ -e /usr/lib/x86_64-linux-gnu/libc.a || -e /usr/lib/aarch64-linux-gnu/libc.a ]] \
         || apt_install gcc libc6-dev

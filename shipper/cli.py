@@ -74,12 +74,17 @@ def _parser() -> argparse.ArgumentParser:
         "logs-shipper.events-<namespace>. Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
         "Run `shipper setup` once first.",
     )
-    command(
-        commands, "setup", _setup, "install index templates and the lifecycle policy",
+    setup = command(
+        commands, "setup", _setup, "install index templates and the lifecycle policy (and Kibana's saved objects)",
         "Install the component and index templates for logs-shipper.events-* and logs-shipper.deadletter-*, "
         "and a lifecycle policy where the cluster has ILM. Says what the cluster lacks and what was used "
-        "instead. Safe to run again.",
+        "instead. With --kibana URL, also import the data views, saved searches and dashboard "
+        "(kibana/shipper.ndjson) through Kibana's saved objects API, overwriting older versions. Safe to run again.",
     )
+    setup.add_argument("--kibana", metavar="URL", help="Kibana to import the saved objects into, e.g. https://kibana:5601")
+    setup.add_argument("--kibana-user", metavar="USER", default=None,
+                       help="Kibana user (default: elasticsearch.username); its password from KIBANA_PASSWORD "
+                            "or elasticsearch.password")
     command(
         commands, "status", _status, "ask a running shipper how it is doing",
         "Read /healthz and /metrics of the shipper running with this config (monitor.host:monitor.port). "
@@ -93,6 +98,18 @@ def _parser() -> argparse.ArgumentParser:
         "Send every spooled batch to Elasticsearch, oldest first, and delete what was acknowledged. "
         "A running shipper replays by itself; this is for a stopped one.",
     )
+
+    kibana_group = group("kibana", "Kibana saved objects made from the rules")
+    generate = command(
+        kibana_group, "generate", _kibana_generate, "write the data views, saved searches and dashboard as NDJSON",
+        "Convert every built-in rule to a Lucene query with pySigma's Elasticsearch backend, scoped to the "
+        "events its category judges, and write one saved search per rule, the category searches (all alerts, "
+        "processes, network and scans, crypto-mining, file tampering, misconfiguration, exec sessions, "
+        "anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
+        "write nothing and exit 1 if DIR/shipper.ndjson differs from what would be written.",
+    )
+    generate.add_argument("--out", default="kibana", metavar="DIR", help="directory (default: kibana)")
+    generate.add_argument("--check", action="store_true", help="only compare with the existing file")
 
     rules_group = group("rules", "check Sigma rules")
     lint = command(
@@ -141,6 +158,33 @@ def _setup(args: argparse.Namespace, config: Config) -> int:
     except TransportError as exc:  # no answer at all (an answer with an error status is a bug to see whole)
         raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
     print("\n".join(report.lines()))
+    if args.kibana:
+        import os
+
+        from .kibana_import import import_saved_objects
+
+        user = args.kibana_user or config.elasticsearch.username
+        password = os.environ.get("KIBANA_PASSWORD") or config.elasticsearch.password
+        for line in import_saved_objects(args.kibana, user, password, ca_file=config.elasticsearch.ca_file):
+            print(line)
+    return 0
+
+
+def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
+    from pathlib import Path
+
+    from .kibana import OUTPUT, generate, render, saved_objects
+
+    path = Path(args.out) / OUTPUT
+    if args.check:
+        current = path.read_text() if path.exists() else ""
+        if current != render(saved_objects()):
+            print(f"{path} is not what `shipper kibana generate` writes: run it and commit the result", file=sys.stderr)
+            return 1
+        print(f"{path} is up to date")
+        return 0
+    written = generate(Path(args.out))
+    print(f"wrote {written} ({len(saved_objects())} saved objects)")
     return 0
 
 

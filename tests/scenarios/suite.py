@@ -305,6 +305,7 @@ def summarize(outcomes: list[Outcome], ids: dict[str, tuple[str, str]], errors: 
         "latency": stats,
         "errors": errors,
         "shipper_log": shipper.log_tail(60),
+        "index": shipper.index,
         "attacks": sum(1 for o in outcomes if o.scenario.attack),
         "benign": sum(1 for o in outcomes if not o.scenario.attack),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .searches import check_searches
 from .suite import report, run_suite
 
 # This sandbox has refused privileged containers on some days ("unable to apply caps"):
@@ -20,3 +21,6 @@ def test_scenario_suite(docker_client, es, test_image, tmp_path):
     assert result["errors"] == [], summary
     for kind in ("process", "file"):
         assert result["latency"][kind]["median"] <= 2.0, summary
+
+    # The Kibana searches generated from the same rules find exactly what the evaluator judged.
+    assert check_searches(es, result["index"]) == []
