@@ -1,15 +1,17 @@
 # The shipper's image. The base is a build argument so that machines without a registry
 # can build from a local Debian/Python base (see scripts/testbed.sh); it must provide
-# python3 (>= 3.11) with venv.
+# python3 (>= 3.11) with venv. Builds that must not reach PyPI put wheels in wheelhouse/
+# and pass PIP_OPTIONS="--no-index --find-links /src/wheelhouse".
 ARG BASE_IMAGE=python:3.12-slim
 
 FROM ${BASE_IMAGE} AS build
+ARG PIP_OPTIONS=""
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY shipper ./shipper
+COPY . .
+# PIP_OPTIONS is meant to split into several options
+# hadolint ignore=SC2086
 RUN python3 -m venv /opt/shipper \
-    && /opt/shipper/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/shipper/bin/pip install --no-cache-dir .
+    && /opt/shipper/bin/pip install --no-cache-dir $PIP_OPTIONS .
 
 FROM ${BASE_IMAGE}
 COPY --from=build /opt/shipper /opt/shipper

@@ -59,6 +59,32 @@ docker_up() {
         say "docker: engine $(docker version -f '{{.Server.Version}}') (API $(docker version -f '{{.Server.APIVersion}}')) answering"
     fi
     test_image_up
+    python_base_up
+}
+
+# A Debian base with python3 for building the shipper's own image (no registry here):
+# debootstrap once (about a minute), cached as a tarball, imported into the engine.
+PYTHON_BASE=${SHIPPER_PYTHON_BASE:-shipper-testbed/python-base:bookworm}
+python_base_up() {
+    if docker image inspect "$PYTHON_BASE" >/dev/null 2>&1; then
+        say "docker: python base $PYTHON_BASE present"
+        return
+    fi
+    local tarball=$CACHE/python-base-bookworm.tar.gz
+    if [[ ! -s $tarball ]]; then
+        command -v debootstrap >/dev/null || apt_install debootstrap
+        local root
+        root=$(mktemp -d)
+        say "docker: debootstrap of Debian bookworm with python3 (log: $STATE/debootstrap.log)"
+        debootstrap --variant=minbase --include=python3,python3-venv bookworm "$root" http://deb.debian.org/debian \
+            > "$STATE/debootstrap.log" 2>&1 || { say "ERROR: debootstrap failed, see $STATE/debootstrap.log"; rm -rf "$root"; return 1; }
+        rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+        mkdir -p "$CACHE"
+        tar -C "$root" -czf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+        rm -rf "$root"
+    fi
+    docker import --change 'CMD ["python3"]' "$tarball" "$PYTHON_BASE" >/dev/null
+    say "docker: imported $PYTHON_BASE from $tarball"
 }
 
 test_image_up() {
