@@ -69,9 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", metavar="FILE", help="config file (default: -c FILE or built-in defaults)")
 
     command(
-        commands, "run", _run, "ship container logs and engine events to Elasticsearch",
-        "Follow every selected container's log and the engine's events and index them into "
-        "logs-shipper.events-<namespace>. Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
+        commands, "run", _run, "watch containers, judge what they do, ship it to Elasticsearch",
+        "Follow every selected container's log, the engine's events, its processes and connections "
+        "(/proc), its file changes (inotify) and its resource use, judge each event with the Sigma rules "
+        "and the detectors, and index them into logs-shipper.events-<namespace> (or send them to Logstash; "
+        "alerts also to a webhook). Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
         "Run `shipper setup` once first.",
     )
     setup = command(
