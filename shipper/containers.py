@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,15 +207,28 @@ class BothSelectors:
 
 
 class Watched:
-    """The running containers the sources should watch: one cheap engine call, then the selector."""
+    """The running containers the sources should watch: one cheap engine call, then the selector.
 
-    def __init__(self, client: docker.DockerClient, cache: ContainerCache, selector: Selector = Selector()):
+    The processes, files and stats sources all ask, each on its own clock; one listing
+    serves them all for `max_age` seconds instead of one engine call per source.
+    """
+
+    def __init__(self, client: docker.DockerClient, cache: ContainerCache, selector: Selector = Selector(),
+                 max_age: float = 0.2):
         self.client = client
         self.cache = cache
         self.selector = selector
+        self.max_age = max_age
+        self._everything = selector == Selector()
+        self._listed: tuple[float, list[str]] = (float("-inf"), [])
+        self._lock = threading.Lock()
 
     def running(self) -> list[str]:
-        ids = [c["Id"] for c in self.client.api.containers(filters={"status": "running"})]
-        if self.selector == Selector():
-            return ids
+        with self._lock:
+            at, ids = self._listed
+            if time.monotonic() - at > self.max_age:
+                ids = [c["Id"] for c in self.client.api.containers(filters={"status": "running"})]
+                self._listed = (time.monotonic(), ids)
+        if self._everything:
+            return list(ids)
         return [i for i in ids if (meta := self.cache.get(i)) is not None and self.selector.wants(meta)]

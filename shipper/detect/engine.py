@@ -139,10 +139,7 @@ class RulesEngine:
         found: list[Verdict] = []
         for detector in list(self.detectors):
             try:
-                if isinstance(detector, MiningDetector):
-                    found += detector.observe(doc, event.source, event.container_id, verdicts)
-                else:
-                    found += detector.observe(doc, event.source, event.container_id)
+                found += detector.observe(doc, event.source, event.container_id, verdicts)
             except Exception:
                 log.exception("detector raised and is disabled; shipping goes on", extra={"detector": detector.info.key})
                 self.detectors.remove(detector)

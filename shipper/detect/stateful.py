@@ -17,7 +17,7 @@ import uuid
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..config import AnomalyConfig, MiningConfig, PortScanConfig
 from ..model import Severity, Verdict
@@ -48,7 +48,9 @@ class DetectorInfo:
 class Detector:
     info: DetectorInfo
 
-    def observe(self, doc: dict[str, Any], source: str, container_id: str | None) -> list[Verdict]:
+    def observe(self, doc: dict[str, Any], source: str, container_id: str | None,
+                verdicts: Sequence[Verdict] = ()) -> list[Verdict]:
+        """Verdicts for this event; `verdicts` are what the rules already said of it."""
         raise NotImplementedError
 
 
@@ -105,7 +107,7 @@ class PortScanDetector(Detector):
         self._touched: dict[str, _Touched] = defaultdict(_Touched)
         self._lock = threading.Lock()
 
-    def observe(self, doc, source, container_id):
+    def observe(self, doc, source, container_id, verdicts=()):
         network = doc.get("network") or {}
         if source != "network" or network.get("direction") != "egress" or not container_id:
             return []
@@ -150,7 +152,7 @@ class MiningDetector(Detector):
         self._high: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
 
-    def signal_of(self, doc: dict[str, Any], source: str, verdicts: list[Verdict]) -> str | None:
+    def signal_of(self, doc: dict[str, Any], source: str, verdicts: Sequence[Verdict]) -> str | None:
         process = doc.get("process") or {}
         text = " ".join(filter(None, (process.get("name"), process.get("executable"), process.get("command_line"))))
         if text and STRATUM.search(text):
@@ -164,11 +166,11 @@ class MiningDetector(Detector):
             return "miner output in the container's log"
         return None
 
-    def observe(self, doc, source, container_id, verdicts: list[Verdict] = ()):
+    def observe(self, doc, source, container_id, verdicts=()):
         if not container_id:
             return []
         now = time.monotonic()
-        signal = self.signal_of(doc, source, list(verdicts))
+        signal = self.signal_of(doc, source, verdicts)
         with self._lock:
             if signal:
                 self._signals[container_id] = (now, signal)
@@ -212,17 +214,15 @@ class AnomalyDetector(Detector):
         "scores this sample as unlike anything it learned.",
         Severity.MEDIUM, "TA0040 Impact", "T1496")
 
-    def __init__(self, config: AnomalyConfig, model_dir: Path | None, image_of=None):
+    def __init__(self, config: AnomalyConfig, model_dir: Path | None):
         self.config = config
         self.model_dir = model_dir
-        self.image_of = image_of or (lambda container_id: None)
         self._models: dict[str, _ImageModel] = {}
         self._new_processes: dict[str, int] = defaultdict(int)
         self._last_stats: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.reloaded: list[str] = []
 
-    def observe(self, doc, source, container_id):
+    def observe(self, doc, source, container_id, verdicts=()):
         if not container_id:
             return []
         if source == "processes":
@@ -323,6 +323,5 @@ class AnomalyDetector(Detector):
                         extra={"path": str(path), "saved_sklearn": saved.get("sklearn")})
             return model
         model.forest, model.trained_on = saved["forest"], saved["trained_on"]
-        self.reloaded.append(image)
         log.info("anomaly model reloaded", extra={"image": image, "samples": model.trained_on, "path": str(path)})
         return model

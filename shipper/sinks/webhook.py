@@ -19,6 +19,7 @@ from typing import Any, Callable
 import orjson
 
 from ..config import WebhookConfig
+from ..detect.policy import Throttle
 from ..metrics import Metrics
 from ..model import Event, Severity
 from .http import pool, post
@@ -44,8 +45,7 @@ class WebhookNotifier:
         self.http = pool(timeout=config.request_timeout)
         self.host = socket.gethostname()
         self._queue: queue.Queue = queue.Queue(config.queue_size)
-        self._last: dict[tuple[str, str], float] = {}
-        self._suppressed: dict[tuple[str, str], int] = {}
+        self._throttle = Throttle(config.throttle_seconds)
         self._sleep = sleep
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
 
@@ -88,17 +88,11 @@ class WebhookNotifier:
                 log.exception("webhook: could not build or send an alert message")
 
     def _notify(self, event: Event) -> None:
-        top = max(event.verdicts, key=lambda v: v.severity)
-        key = (top.rule_id, event.container_id or "host")
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.config.throttle_seconds:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+        admitted = self._throttle.admit(max(event.verdicts, key=lambda v: v.severity), event.container_id)
+        if admitted is None:
             self._count("suppressed")
             return
-        self._last[key] = now
-        suppressed = self._suppressed.pop(key, 0)
-        body = orjson.dumps(self.message(event, suppressed))
+        body = orjson.dumps(self.message(event, admitted.suppressed))
         answer, _ = post(self.http, self.config.url, body, {"Content-Type": "application/json"},
                          max_retries=self.config.max_retries, sleep=self._sleep)
         if 200 <= answer.status < 300:
@@ -106,7 +100,7 @@ class WebhookNotifier:
         else:
             self._count("failed")
             log.warning("webhook: alert not delivered", extra={"status": answer.status, "answer": answer.reason,
-                                                               "rule_id": top.rule_id})
+                                                               "rule_id": admitted.rule_id})
 
     def message(self, event: Event, suppressed: int = 0) -> dict[str, Any]:
         top = max(event.verdicts, key=lambda v: v.severity)

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import abc
+import logging
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
+import docker.errors
+
 from ..model import Event
+
+log = logging.getLogger(__name__)
+
+
+def iso_time(seconds: float) -> str:
+    """Epoch seconds as RFC 3339 UTC with milliseconds, the form sampled events carry."""
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -25,6 +37,23 @@ class Batch:
 
 
 Emit = Callable[[Batch], None]
+
+
+def poll(name: str, sample: Callable[[], list[Event]], emit: Emit, interval: float, closed: threading.Event) -> None:
+    """Run `sample` every `interval` seconds (its own time included) until `closed`; emit what it finds.
+
+    An engine that does not answer is retried at the next interval, not fatal.
+    """
+    while not closed.is_set():
+        started = time.monotonic()
+        try:
+            events = sample()
+        except docker.errors.DockerException as exc:
+            log.warning("%s: cannot list containers, retrying", name, extra={"error": str(exc)})
+            events = []
+        if events:
+            emit(Batch(name, events))
+        closed.wait(max(0.05, interval - (time.monotonic() - started)))
 
 
 def close_quietly(stream: Any) -> None:

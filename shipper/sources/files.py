@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 
 from ..containers import Watched
 from ..model import Event, event_id
-from .base import Batch, Emit, Source
+from .base import Batch, Emit, Source, iso_time
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,9 @@ class FilesSource(Source):
             file["previous_path"] = pending.previous
         if info is not None and action != "deletion":
             file.update(_describe(info, host_path, self.hash_max_bytes))
-        timestamp = datetime.fromtimestamp(pending.first, timezone.utc).isoformat(timespec="milliseconds")
         return Event(
             id=event_id("files", root.container_id or "host", pending.path, action, f"{pending.first:.6f}"),
-            timestamp=timestamp.replace("+00:00", "Z"),
+            timestamp=iso_time(pending.first),
             source=self.name,
             fields={
                 "event": {"kind": "event", "category": ["file"], "type": _ACTIONS[action], "action": action,

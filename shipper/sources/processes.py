@@ -13,22 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
-
-import docker
 
 from ..containers import Watched
 from ..model import Event, event_id
 from . import procfs
-from .base import Batch, Emit, Source
+from .base import Emit, Source, iso_time, poll
 
 log = logging.getLogger(__name__)
-
-
-def iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -40,6 +34,9 @@ class _Seen:
     executable: str | None
     command_line: str
 
+    def as_ecs(self) -> dict[str, Any]:
+        return {"pid": self.ns_pid, "name": self.name, "executable": self.executable, "command_line": self.command_line}
+
 
 @dataclass
 class _Track:
@@ -49,7 +46,7 @@ class _Track:
     procs_path: str | None
     upper: str | None
     lowers: list[str]
-    processes: dict[tuple[int, int], _Seen] = field(default_factory=dict)  # (host pid, start ticks)
+    processes: dict[int, _Seen] = field(default_factory=dict)  # host pid -> the process seen with it
     sockets: set[tuple] = field(default_factory=set)
     listened: set[int] = field(default_factory=set)  # ports this container ever listened on
     tcp_signature: str | None = None
@@ -74,15 +71,7 @@ class ProcessesSource(Source):
         self.samples = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
-        while not self._closed.is_set():
-            try:
-                events = self.sample()
-            except docker.errors.DockerException as exc:
-                log.warning("processes: cannot list containers, retrying", extra={"error": str(exc)})
-                events = []
-            if events:
-                emit(Batch(self.name, events))
-            self._closed.wait(self.interval)
+        poll(self.name, self.sample, emit, self.interval, self._closed)
 
     def close(self) -> None:
         self._closed.set()
@@ -130,29 +119,21 @@ class ProcessesSource(Source):
         return track
 
     def _new_processes(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        alive: set[tuple[int, int]] = set()
+        """Events for the pids not seen before; the records of ended processes are dropped."""
         events = []
-        by_pid = {key[0]: key for key in track.processes}
-        pid_set = set(pids)
-        for pid in sorted(pids):  # parents (lower pids, usually) first, so children find them
-            known = by_pid.get(pid)
-            if known is not None:
-                alive.add(known)
-                continue
+        alive = set(pids)
+        for pid in sorted(alive - track.processes.keys()):  # parents (lower pids, usually) first
             info = procfs.read_process(pid, self.proc_root)
             if info is None:
                 continue
-            key = (pid, info.stat.start_ticks)
-            alive.add(key)
-            events.append(self._process_event(container_id, track, info, info.stat.ppid in pid_set))
-            track.processes[key] = _Seen(info.ns_pid, info.stat.name, info.executable, " ".join(info.args))
-            by_pid[pid] = key
-        for ended in set(track.processes) - alive:
+            events.append(self._process_event(container_id, track, info, info.stat.ppid in alive))
+            track.processes[pid] = _Seen(info.ns_pid, info.stat.name, info.executable, " ".join(info.args))
+        for ended in track.processes.keys() - alive:
             del track.processes[ended]
         return events
 
     def _process_event(self, container_id: str, track: _Track, info: procfs.ProcInfo, parent_inside: bool) -> Event:
-        started = self.boot + info.stat.start_ticks / procfs.CLOCK_TICKS
+        started = iso_time(self.boot + info.stat.start_ticks / procfs.CLOCK_TICKS)
         command_line = " ".join(info.args) or f"[{info.stat.name}]"
         process: dict[str, Any] = {
             "pid": info.ns_pid,
@@ -162,7 +143,7 @@ class ProcessesSource(Source):
             "command_line": command_line,
             "args": info.args,
             "working_directory": info.cwd,
-            "start": iso(started),
+            "start": started,
             "upper_layer": self._only_in_upper_layer(track, info),
             "memfd": info.memfd,
             "executable_deleted": info.deleted,
@@ -177,7 +158,7 @@ class ProcessesSource(Source):
             process["parent"] = parent
         return Event(
             id=event_id("processes", container_id, info.stat.pid, info.stat.start_ticks),
-            timestamp=iso(started),
+            timestamp=started,
             source=self.name,
             fields={
                 "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "process_started",
@@ -189,10 +170,9 @@ class ProcessesSource(Source):
         )
 
     def _parent(self, track: _Track, ppid: int) -> dict[str, Any] | None:
-        for (pid, _), seen in track.processes.items():
-            if pid == ppid:
-                return {"pid": seen.ns_pid, "name": seen.name, "executable": seen.executable,
-                        "command_line": seen.command_line}
+        seen = track.processes.get(ppid)
+        if seen is not None:
+            return seen.as_ecs()
         info = procfs.read_process(ppid, self.proc_root)
         if info is None:
             return None
@@ -260,12 +240,10 @@ class ProcessesSource(Source):
     def _socket_owners(self, track: _Track, pids: list[int]) -> dict[int, dict[str, Any]]:
         owners = {}
         for pid in pids:
-            seen = next((s for (p, _), s in track.processes.items() if p == pid), None)
-            if seen is None:
-                continue
-            for inode in procfs.socket_inodes(pid, self.proc_root):
-                owners[inode] = {"pid": seen.ns_pid, "name": seen.name, "executable": seen.executable,
-                                 "command_line": seen.command_line}
+            seen = track.processes.get(pid)
+            if seen is not None:
+                for inode in procfs.socket_inodes(pid, self.proc_root):
+                    owners[inode] = seen.as_ecs()
         return owners
 
     def _network_event(self, container_id: str, row: procfs.TcpRow, inbound: bool,
@@ -291,11 +269,10 @@ class ProcessesSource(Source):
         }
         if owner:
             fields["process"] = owner
-        now = datetime.now(timezone.utc)
         return Event(
             id=event_id("network", container_id, row.family, row.local, row.remote, row.state if row.state == "LISTEN" else "",
                         row.inode),
-            timestamp=now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            timestamp=iso_time(time.time()),
             source="network",
             fields=fields,
             container_id=container_id,

@@ -82,7 +82,6 @@ def _readlink(path: str) -> str | None:
 class ProcInfo:
     stat: ProcStat
     ns_pid: int  # the pid inside the container's pid namespace
-    ns_ppid: int | None
     uid: int | None
     executable: str | None  # as the container sees it, " (deleted)" removed
     deleted: bool  # the executable file was removed after the process started
@@ -110,7 +109,6 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
     return ProcInfo(
         stat=stat,
         ns_pid=int(ns_pids[-1]),
-        ns_ppid=None,
         uid=int(uid[1]) if len(uid) > 1 else None,  # effective uid
         executable=exe,
         deleted=deleted and not (exe or "").startswith(MEMFD_PREFIX),

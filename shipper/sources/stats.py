@@ -10,14 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
-
-import docker
 
 from ..containers import Watched
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, close_quietly
+from .base import Emit, Source, close_quietly, iso_time, poll
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +75,7 @@ class StatsSource(Source):
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
         try:
-            while not self._closed.is_set():
-                started = time.monotonic()
-                try:
-                    events = self.sample()
-                except docker.errors.DockerException as exc:
-                    log.warning("stats: cannot list containers, retrying", extra={"error": str(exc)})
-                    events = []
-                if events:
-                    emit(Batch(self.name, events))
-                self._closed.wait(max(0.05, self.interval - (time.monotonic() - started)))
+            poll(self.name, self.sample, emit, self.interval, self._closed)
         finally:
             for stream in list(self._streams.values()):
                 close_quietly(stream)
@@ -136,10 +124,9 @@ class StatsSource(Source):
         return events
 
     def _event(self, container_id: str, at: float, fields: dict[str, Any]) -> Event:
-        timestamp = datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         return Event(
             id=event_id("stats", container_id, f"{at:.6f}"),
-            timestamp=timestamp,
+            timestamp=iso_time(at),
             source=self.name,
             fields={
                 "event": {"kind": "metric", "category": ["host"], "type": ["info"], "action": "stats",
