@@ -119,10 +119,14 @@ class ProcessesSource(Source):
         return track
 
     def _new_processes(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        """Events for the pids not seen before; the records of ended processes are dropped."""
+        """Events for the pids not seen before and for programs exec'd in a known pid; the records of
+        ended processes are dropped."""
         events = []
         alive = set(pids)
-        for pid in sorted(alive - track.processes.keys()):  # parents (lower pids, usually) first
+        # A forked shell that execs a program keeps its pid: a new name means a new program.
+        execed = {pid for pid, seen in track.processes.items()
+                  if pid in alive and procfs.read_comm(pid, self.proc_root) not in (seen.name, None)}
+        for pid in sorted((alive - track.processes.keys()) | execed):  # parents (lower pids, usually) first
             info = procfs.read_process(pid, self.proc_root)
             if info is None:
                 continue
@@ -157,7 +161,7 @@ class ProcessesSource(Source):
         if parent:
             process["parent"] = parent
         return Event(
-            id=event_id("processes", container_id, info.stat.pid, info.stat.start_ticks),
+            id=event_id("processes", container_id, info.stat.pid, info.stat.start_ticks, info.stat.name),
             timestamp=started,
             source=self.name,
             fields={

@@ -119,6 +119,12 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
     )
 
 
+def read_comm(pid: int, proc_root: str = "/proc") -> str | None:
+    """The process's name; it changes when the process execs another program."""
+    text = _read(f"{proc_root}/{pid}/comm")
+    return None if text is None else text.rstrip("\n")
+
+
 def socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
     """The inodes of the sockets a process holds, to tell which process owns a connection."""
     out = set()
