@@ -200,6 +200,7 @@ class AnomalyConfig:
     enabled: bool = True
     warmup_samples: int = _check(_positive, 60)  # stats samples of an image before its model is trained
     threshold: float = _check(lambda v: None if 0 < v < 1 else "must be between 0 and 1", 0.55)
+    consecutive: int = _check(_positive, 2)  # samples in a row at or above the threshold before an alert
     trees: int = _check(_positive, 100)
 
 

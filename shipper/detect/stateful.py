@@ -220,6 +220,7 @@ class AnomalyDetector(Detector):
         self._models: dict[str, _ImageModel] = {}
         self._new_processes: dict[str, int] = defaultdict(int)
         self._last_stats: dict[str, float] = {}
+        self._high: dict[str, int] = defaultdict(int)  # consecutive samples at or above the threshold
         self._lock = threading.Lock()
 
     def observe(self, doc, source, container_id, verdicts=()):
@@ -244,11 +245,14 @@ class AnomalyDetector(Detector):
         score = float(-forest.score_samples([vector])[0])
         doc.setdefault("shipper", {})["anomaly"] = {"score": round(score, 3), "model": image,
                                                     "features": dict(zip(FEATURES, vector))}
-        if score < self.config.threshold:
-            return []
+        with self._lock:
+            streak = self._high[container_id] = self._high[container_id] + 1 if score >= self.config.threshold else 0
+        if streak < self.config.consecutive:
+            return []  # one odd sample is noise (a health check, a log rotation); a burst lasts
         return [self.info.verdict(
             f"Anomalous resource use in container {_container_name(doc)}: score {score:.2f} >= "
-            f"{self.config.threshold:g} against the baseline of {image} ({model.trained_on} samples); "
+            f"{self.config.threshold:g} for {streak} samples against the baseline of {image} "
+            f"({model.trained_on} samples); "
             + ", ".join(f"{k}={v:g}" for k, v in zip(FEATURES, vector)), risk_score=round(score * 100, 1))]
 
     def _vector(self, doc: dict[str, Any], container_id: str) -> list[float]:
