@@ -62,7 +62,8 @@ class StateLock:
         self._handle.flush()
 
 
-def build_sources(config: Config, client: docker.DockerClient, cache: ContainerCache) -> list[Source]:
+def build_sources(config: Config, client: docker.DockerClient, cache: ContainerCache,
+                  metrics: Metrics | None = None) -> list[Source]:
     sources: list[Source] = []
     watched = Watched(client, cache, Selector.of(config.docker.include, config.docker.exclude))
     logs = config.sources.docker_logs
@@ -79,12 +80,17 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
     processes = config.sources.processes
     if processes.enabled:
         sources.append(ProcessesSource(watched, interval=processes.interval, network=processes.network,
-                                       proc_root=processes.proc_root, cgroup_root=processes.cgroup_root))
+                                       realtime=processes.realtime, audit=processes.audit,
+                                       proc_root=processes.proc_root, cgroup_root=processes.cgroup_root,
+                                       hash_max_bytes=config.sources.files.hash_max_bytes, metrics=metrics,
+                                       state_directory=config.state.directory,
+                                       startup_seconds=config.sources.files.startup_seconds))
     files = config.sources.files
     if files.enabled:
         sources.append(FilesSource(watched, host_paths=files.host_paths, exclude=files.exclude,
                                    hash_max_bytes=files.hash_max_bytes, max_watches=files.max_watches,
-                                   catch_up_seconds=files.catch_up_seconds))
+                                   catch_up_seconds=files.catch_up_seconds, startup_seconds=files.startup_seconds,
+                                   watch_dev=files.watch_dev))
     if config.sources.stats.enabled:
         sources.append(StatsSource(watched, interval=config.sources.stats.interval))
     return sources
@@ -111,7 +117,7 @@ def run(config: Config) -> int:
         engine = RulesEngine.from_config(config.detection, cache.get, metrics=metrics, model_dir=state / "models")
     notifier = WebhookNotifier(config.webhook, metrics, cache.get).start() if config.webhook.enabled else None
     pipeline = Pipeline(
-        sources=build_sources(config, client, cache),
+        sources=build_sources(config, client, cache, metrics),
         sink=make_sink(config, metrics),
         spool=spool,
         checkpoints=Checkpoints(state / "checkpoints.json"),

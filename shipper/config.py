@@ -134,7 +134,9 @@ class DockerEventsConfig:
 class ProcessesConfig:
     enabled: bool = True
     interval: float = _check(_positive, 0.5)  # seconds between samples of each container's processes
-    network: bool = True  # also read each container's /proc/<pid>/net/tcp{,6}
+    network: bool = True  # also read each container's /proc/<pid>/net/tcp{,6} and net/packet
+    realtime: bool = True  # execs as they happen from the kernel's process-events connector (root), else sampling only
+    audit: bool = False  # install audit execve/packet-socket rules (tagged with the shipper's key, removed at exit)
     proc_root: str = "/proc"  # the host's /proc (mounted elsewhere when the shipper runs in a container)
     cgroup_root: str = "/sys/fs/cgroup"
 
@@ -147,6 +149,8 @@ class FilesConfig:
     hash_max_bytes: int = _check(_positive, 1 << 20)  # sha256 of executables, and of files up to this size
     max_watches: int = _check(_positive, 50_000)  # inotify watches this shipper may use
     catch_up_seconds: float = 10.0  # report files written this soon after a container started, before its watch
+    startup_seconds: float = 5.0  # events this soon after a container started are marked shipper.file.during_startup
+    watch_dev: bool = True  # also watch each container's /dev (tmpfs, /dev/shm) through /proc/<pid>/root/dev
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,10 @@ class PortScanConfig:
 @dataclass(frozen=True)
 class MiningConfig:
     enabled: bool = True
-    cpu_cores: float = _check(_positive, 0.8)  # CPU in cores that counts as "high"
+    cpu_cores: float = _check(_positive, 0.8)  # CPU in cores that always counts as "high"
+    cpu_share: float = _check(lambda v: None if 0 < v <= 1 else "must be above 0 and at most 1", 0.6)  # or this
+    # share of what the container could get (its limit, or its use plus the host's idle CPU) ...
+    min_cores: float = _check(_positive, 0.25)  # ... from this many cores up
     sustained_samples: int = _check(_positive, 3)  # consecutive high stats samples
     signal_memory: float = _check(_positive, 600.0)  # how long a miner signal is remembered
 

@@ -232,3 +232,8 @@ class Watched:
         if self._everything:
             return list(ids)
         return [i for i in ids if (meta := self.cache.get(i)) is not None and self.selector.wants(meta)]
+
+    def wants(self, container_id: str) -> bool:
+        """Whether a container is one to watch, in any state: a process may exec in it before it is `running`."""
+        meta = self.cache.get(container_id) or self.cache.refresh(container_id)
+        return meta is not None and (self._everything or self.selector.wants(meta))

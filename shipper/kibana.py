@@ -39,7 +39,7 @@ CATEGORY_SCOPE = {
     CONTAINER_CONFIG: "event.dataset:shipper.docker_events AND event.action:start",
     CONTAINER_EXEC: "event.dataset:shipper.docker_events AND event.action:exec_start",
     CONTAINER_EVENT: "event.dataset:shipper.docker_events AND NOT event.action:(start OR exec_start)",
-    PROCESS_CREATION: "event.dataset:shipper.processes",
+    PROCESS_CREATION: "event.dataset:shipper.processes OR (event.dataset:shipper.docker_events AND event.action:exec_start)",
     NETWORK_CONNECTION: "event.dataset:shipper.network",
     FILE_EVENT: "event.dataset:shipper.files",
     CONTAINER_STATS: "event.dataset:shipper.stats",

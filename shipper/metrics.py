@@ -41,6 +41,8 @@ class Metrics:
         self.alerts_allowlisted = Counter("shipper_alerts_allowlisted", "Verdicts dropped by an allowlist entry", ["rule"], registry=r)
         self.notifications = Counter("shipper_notifications", "Webhook alerts by outcome: sent, failed, suppressed, dropped",
                                      ["outcome"], registry=r)
+        self.kernel_events_lost = Counter("shipper_kernel_events_lost", "Times the kernel dropped process events or "
+                                          "audit records because the shipper read too slowly", registry=r)
         self.detector_errors = Counter("shipper_detector_errors", "Detectors disabled after raising", ["detector"], registry=r)
 
     def render(self) -> bytes:

@@ -159,6 +159,7 @@ class Pipeline:
         batches: list[Batch] = []
         size = 0
         first_at = 0.0
+        alert_waiting = False  # a batch with an alert goes out at once: detection latency over batching
         next_checkpoint = time.monotonic()
         next_status = next_checkpoint + settings.status_interval
         replay_at, replay_backoff = 0.0, 0.5
@@ -194,11 +195,12 @@ class Pipeline:
                 lines.extend(item_lines)
                 size += sum(map(len, item_lines))
                 batches.append(batch)
+                alert_waiting = alert_waiting or any(event.verdicts for event in batch.events)
             now = time.monotonic()
-            if batches and (stopping or len(lines) >= settings.batch_max_docs or size >= settings.batch_max_bytes
-                            or now - first_at >= settings.flush_interval):
+            if batches and (stopping or alert_waiting or len(lines) >= settings.batch_max_docs
+                            or size >= settings.batch_max_bytes or now - first_at >= settings.flush_interval):
                 self._deliver(lines, batches)
-                lines, batches, size = [], [], 0
+                lines, batches, size, alert_waiting = [], [], 0, False
             if now >= next_checkpoint or stopping:
                 self.checkpoints.flush()
                 next_checkpoint = now + settings.checkpoint_interval

@@ -40,6 +40,12 @@ CONTAINER_STATS = "container_stats"
 _SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
                       "stats": CONTAINER_STATS}
 _DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
+# the rule categories that judge an event of a category: a `docker exec` command is a process creation too
+RULES_FOR = {CONTAINER_EXEC: (CONTAINER_EXEC, PROCESS_CREATION)}
+
+
+def rule_categories(category: str) -> tuple[str, ...]:
+    return RULES_FOR.get(category, (category,))
 
 
 def category_of(event: Event) -> str:
@@ -105,7 +111,10 @@ class RulesEngine:
         return doc
 
     def judge(self, event: Event) -> Event:
-        rules = self.by_category.get(category_of(event))
+        categories = rule_categories(category_of(event))
+        rules = self.by_category.get(categories[0])
+        if len(categories) > 1:  # a `docker exec` command is judged as a process creation too, even one gone at once
+            rules = [rule for category in categories for rule in self.by_category.get(category, ())]
         stateful = self.detectors and event.source in _DETECTOR_SOURCES
         if not rules and not stateful:
             return event

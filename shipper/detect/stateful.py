@@ -166,6 +166,17 @@ class MiningDetector(Detector):
             return "miner output in the container's log"
         return None
 
+    def is_high(self, cores: float, limit: float | None, host_idle: float | None) -> bool:
+        """High: `cpu_cores` or more, or (from `min_cores` up) `cpu_share` of what the container could have had:
+        its limit, or what it used plus what the host left idle, whichever is less. A busy loop on a
+        saturated 2-core host gets half a core, and still takes all it can."""
+        if cores >= self.config.cpu_cores:
+            return True
+        if cores < self.config.min_cores:
+            return False
+        could_have = min(limit or float("inf"), cores + host_idle if host_idle is not None else float("inf"))
+        return could_have != float("inf") and cores >= self.config.cpu_share * could_have
+
     def observe(self, doc, source, container_id, verdicts=()):
         if not container_id:
             return []
@@ -176,8 +187,11 @@ class MiningDetector(Detector):
                 self._signals[container_id] = (now, signal)
             if source != "stats":
                 return []
-            cores = ((doc.get("container") or {}).get("cpu") or {}).get("cores", 0.0)
-            self._high[container_id] = self._high[container_id] + 1 if cores >= self.config.cpu_cores else 0
+            cpu = (doc.get("container") or {}).get("cpu") or {}
+            cores = cpu.get("cores", 0.0)
+            high = self.is_high(cores, cpu.get("limit_cores"), ((doc.get("shipper") or {}).get("host") or {}).get(
+                "cpu_idle_cores"))
+            self._high[container_id] = self._high[container_id] + 1 if high else 0
             high = self._high[container_id]
             remembered = self._signals.get(container_id)
         if high < self.config.sustained_samples or not remembered or now - remembered[0] > self.config.signal_memory:
@@ -188,6 +202,7 @@ class MiningDetector(Detector):
 
 # ---------------------------------------------------------------- anomaly
 
+SPAWNS_KEPT = 10_000  # per container: past that, "new processes per minute" saturates
 FEATURES = ("cpu_cores", "memory_log_mib", "pids", "net_log_kibps", "disk_log_kibps", "new_processes_per_min")
 # How far a feature may wander and still be "the same behaviour": training data is
 # jittered by this much so an idle, constant baseline still has a shape to learn.
@@ -218,8 +233,9 @@ class AnomalyDetector(Detector):
         self.config = config
         self.model_dir = model_dir
         self._models: dict[str, _ImageModel] = {}
-        self._new_processes: dict[str, int] = defaultdict(int)
-        self._last_stats: dict[str, float] = {}
+        # when each container's recent processes started (the last minute), and since when it is observed
+        self._spawns: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=SPAWNS_KEPT))
+        self._first_seen: dict[str, float] = {}
         self._high: dict[str, int] = defaultdict(int)  # consecutive samples at or above the threshold
         self._lock = threading.Lock()
 
@@ -228,7 +244,9 @@ class AnomalyDetector(Detector):
             return []
         if source == "processes":
             with self._lock:
-                self._new_processes[container_id] += 1
+                now = time.monotonic()
+                self._first_seen.setdefault(container_id, now)
+                self._spawns[container_id].append(now)
             return []
         if source != "stats":
             return []
@@ -260,10 +278,12 @@ class AnomalyDetector(Detector):
         network = container.get("network") or {}
         disk = container.get("disk") or {}
         now = time.monotonic()
-        with self._lock:
-            minutes = max(1 / 60, (now - self._last_stats.get(container_id, now - 60)) / 60)
-            self._last_stats[container_id] = now
-            new = self._new_processes.pop(container_id, 0)
+        with self._lock:  # a sliding minute: a health check every second is 60/min from its first sample on
+            observed = min(60.0, max(1.0, now - self._first_seen.setdefault(container_id, now)))
+            spawns = self._spawns[container_id]
+            while spawns and spawns[0] < now - 60:
+                spawns.popleft()
+            per_minute = len(spawns) * 60 / observed
         net = (network.get("ingress") or {}).get("rate", 0) + (network.get("egress") or {}).get("rate", 0)
         io = (disk.get("read") or {}).get("rate", 0) + (disk.get("write") or {}).get("rate", 0)
         return [
@@ -272,7 +292,7 @@ class AnomalyDetector(Detector):
             float(container.get("pids", 0)),
             round(math.log1p(net / 1024), 2),
             round(math.log1p(io / 1024), 2),
-            round(new / minutes, 1),
+            round(per_minute, 1),
         ]
 
     def _train(self, model: _ImageModel) -> None:

@@ -138,7 +138,9 @@ class DockerEventsSource(Source):
         elif action == "health_status":
             fields["docker"]["health_status"] = detail
         elif action in ("exec_create", "exec_start"):
-            fields["process"] = {"command_line": detail}
+            words = detail.split()  # the engine joins argv with spaces: the exec inspect below has the real argv
+            fields["process"] = {"command_line": detail, "args": words,
+                                 "name": words[0].rsplit("/", 1)[-1] if words else ""}
             exec_id = attributes.get("execID")
             if exec_id:
                 self._exec_details(exec_id, fields, container_id)
@@ -152,6 +154,7 @@ class DockerEventsSource(Source):
         process = fields["process"]
         process["executable"] = config.get("entrypoint")
         process["args"] = [config.get("entrypoint", "")] + list(config.get("arguments") or [])
+        process["name"] = (config.get("entrypoint") or "").rsplit("/", 1)[-1] or process["name"]
         process["interactive"] = bool(config.get("tty"))
         meta = self.cache.get(container_id) if container_id else None
         container_config = (meta.attrs.get("Config") or {}) if meta else {}

@@ -1,11 +1,17 @@
 """Source `files`: what is written, deleted, renamed or re-permissioned inside containers.
 
 Every file a container writes lands in its overlay `UpperDir`; inotify (watchdog)
-on that directory sees it within milliseconds. Paths are reported as the
-container sees them. Raw notifications are coalesced per path for `settle`
-seconds (a write is open, modify, modify, close), then judged once from what is
-on disk: a character device 0/0 is an overlay whiteout (a file of the image was
-deleted), a new file that exists in a lower layer is a modification (copy-up).
+on that directory sees it within milliseconds. The container's /dev (a tmpfs, with
+/dev/shm, outside the overlay) is watched through /proc/<pid>/root/dev. Paths are
+reported as the container sees them.
+
+A file is described (type, mode, symlink target, size) at its first notification,
+so one created and removed at once is still reported as it was, followed by its
+removal. Raw notifications are coalesced per path for `settle` seconds (a write is
+open, modify, modify, close), then judged once from what is on disk: a character
+device 0/0 is an overlay whiteout (a file of the image was deleted), a new file that
+exists in a lower layer is a modification (copy-up). Events in the first
+`startup_seconds` of a container are marked `shipper.file.during_startup`.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from watchdog.observers import Observer
 
 from ..containers import Watched
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, iso_time
+from .base import Batch, Emit, Source, iso_time, parse_docker_time
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class _Root:
     mountpoints: frozenset[str] = frozenset()  # files Docker puts in the upper layer to mount over
     watch: Any = None
     watches: int = 0
+    prefix: str = ""  # the path the container sees this directory at: "" for its upper layer, "/dev" for its /dev
+    started: float | None = None  # when the container started (epoch seconds)
 
 
 @dataclass
@@ -63,6 +71,7 @@ class _Pending:
     last: float
     kinds: set[str] = field(default_factory=set)
     previous: str | None = None
+    seen: tuple[os.stat_result, str | None] | None = None  # the file as last seen at a notification, and its link target
 
 
 class _Handler(FileSystemEventHandler):
@@ -73,7 +82,9 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event) -> None:
         kind = _KINDS.get(type(event))
         if kind is not None:
-            self.raw.append((self.root, kind, event.src_path, getattr(event, "dest_path", ""), time.time()))
+            dest = getattr(event, "dest_path", "")
+            seen = _look(dest or event.src_path) if kind in ("created", "moved", "attrib") else None
+            self.raw.append((self.root, kind, event.src_path, dest, time.time(), seen))
 
 
 class FilesSource(Source):
@@ -81,7 +92,8 @@ class FilesSource(Source):
 
     def __init__(self, watched: Watched, *, host_paths: list[str] = (),
                  exclude: list[str] = (), hash_max_bytes: int = 1 << 20, max_watches: int = 50_000,
-                 catch_up_seconds: float = 10.0, sync_interval: float = 0.5, settle: float = 0.1):
+                 catch_up_seconds: float = 10.0, sync_interval: float = 0.5, settle: float = 0.1,
+                 startup_seconds: float = 5.0, watch_dev: bool = True):
         self.watched = watched
         self.cache = watched.cache
         self.host_paths = list(host_paths)
@@ -91,6 +103,8 @@ class FilesSource(Source):
         self.catch_up_seconds = catch_up_seconds
         self.sync_interval = sync_interval
         self.settle = settle
+        self.startup_seconds = startup_seconds
+        self.watch_dev = watch_dev
         self._observer = Observer()
         self._roots: dict[str, _Root] = {}  # container id or host path -> root
         self._raw: deque = deque()
@@ -136,17 +150,25 @@ class FilesSource(Source):
 
     def _sync(self, now: float) -> None:
         running = set(self.watched.running())
-        for container_id in [c for c, r in self._roots.items() if r.container_id and c not in running]:
-            self._unwatch(container_id)
+        for key in [k for k, r in self._roots.items() if r.container_id and r.container_id not in running]:
+            self._unwatch(key)
+        self._refused = {key for key in self._refused if key.split(":")[0] in running}
         for container_id in running - set(self._roots) - self._refused:
             meta = self.cache.get(container_id)
             data = ((meta.attrs.get("GraphDriver") or {}).get("Data") or {}) if meta else {}
             if not data.get("UpperDir"):
                 continue  # not overlay2, or not known yet
+            started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", ""))
             root = _Root(data["UpperDir"], container_id, [p for p in (data.get("LowerDir") or "").split(":") if p],
-                         _mountpoints(meta.attrs))
+                         _mountpoints(meta.attrs), started=started)
             if self._watch(container_id, root):
+                log.info("files: watching", extra={"container_id": container_id[:12],
+                                                     "after_start": round(now - started, 3) if started else None})
                 self._catch_up(root, meta.attrs, now)
+                pid = (meta.attrs.get("State") or {}).get("Pid")
+                if self.watch_dev and pid:
+                    self._watch(f"{container_id}:dev", _Root(f"/proc/{pid}/root/dev", container_id, prefix="/dev",
+                                                            started=started))
 
     def _watch(self, key: str, root: _Root) -> bool:
         directories = sum(1 for _ in os.walk(root.path))
@@ -158,6 +180,8 @@ class FilesSource(Source):
             return False
         try:
             root.watch = self._observer.schedule(_Handler(root, self._raw), root.path, recursive=True)
+        except FileNotFoundError:
+            return False  # the container stopped in the meantime
         except OSError as exc:  # ENOSPC/EMFILE: the kernel's inotify limits
             log.warning("files: cannot watch %s: %s", root.path, exc,
                         extra={"fix": "raise fs.inotify.max_user_watches / max_user_instances"})
@@ -176,7 +200,7 @@ class FilesSource(Source):
 
     def _catch_up(self, root: _Root, attrs: dict[str, Any], now: float) -> None:
         """Files a container wrote between its start and our watch: report them as created."""
-        started = _parse_time((attrs.get("State") or {}).get("StartedAt", ""))
+        started = parse_docker_time((attrs.get("State") or {}).get("StartedAt", ""))
         if started is None or now - started > self.catch_up_seconds:
             return
         for directory, dirs, files in os.walk(root.path):
@@ -187,79 +211,158 @@ class FilesSource(Source):
                 except OSError:
                     continue
                 if mtime >= started - 1:
-                    self._raw.append((root, "created", host_path, "", mtime))
+                    self._raw.append((root, "created", host_path, "", mtime, None))
 
     # ------------------------------------------------------------ events
 
     def _drain(self, now: float) -> list[Event]:
         while self._raw:
-            root, kind, src, dest, at = self._raw.popleft()
+            root, kind, src, dest, at, seen = self._raw.popleft()
             host_path = dest if kind == "moved" else src
-            path = host_path[len(root.path):] or "/" if root.container_id else host_path
+            path = self._container_path(root, host_path)
             pending = self._pending.get((root.path, path))
             if pending is None:
                 pending = self._pending[(root.path, path)] = _Pending(root, path, at, at)
             pending.last = max(pending.last, at)
             pending.kinds.add(kind)
+            if seen is not None:
+                pending.seen = seen
             if kind == "moved":
-                pending.previous = src[len(root.path):] if root.container_id else src
+                pending.previous = self._container_path(root, src)
         events = []
         for key, pending in list(self._pending.items()):
             if now - pending.last >= self.settle or "closed" in pending.kinds:
                 del self._pending[key]
-                if pending.path in pending.root.mountpoints:
+                if pending.path in pending.root.mountpoints or pending.path.startswith(DEV_NOISE):
                     continue
                 if not any(fnmatch.fnmatchcase(pending.path, pattern) for pattern in self.exclude):
-                    event = self._event(pending)
-                    if event is not None:
-                        events.append(event)
+                    events.extend(self._events(pending))
         return events
 
-    def _event(self, pending: _Pending) -> Event | None:
+    @staticmethod
+    def _container_path(root: _Root, host_path: str) -> str:
+        if not root.container_id:
+            return host_path
+        return (root.prefix + host_path[len(root.path):]) or "/"
+
+    def _events(self, pending: _Pending) -> list[Event]:
+        """What happened to one path: usually one event; a file created and already gone, two (as first seen,
+        then its removal)."""
         root = pending.root
-        host_path = root.path + pending.path if root.container_id else pending.path
+        host_path = root.path + pending.path[len(root.prefix):] if root.container_id else pending.path
         try:
             info = os.lstat(host_path)
         except OSError:
             info = None
-        whiteout = info is not None and stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+        if info is None and pending.seen is not None and not _is_whiteout(pending.seen[0]):
+            first, target = pending.seen
+            kinds = pending.kinds
+            if "moved" in kinds:
+                action = "rename"
+            elif "created" in kinds:
+                action = "modification" if self._copied_up(pending) else "creation"
+            else:
+                action = "attributes_modification"
+            seen = self._event(pending, action, first, target, None)
+            if "deleted" not in kinds:
+                return [seen]  # its removal comes with a notification of its own
+            return [seen, self._event(pending, "deletion", None, None, pending.last)]
+        if info is None and pending.seen is None and "created" in pending.kinds and "deleted" in pending.kinds:
+            # made and removed before even a look: that it was there is all inotify can tell
+            return [self._event(pending, "creation", None, None, None),
+                    self._event(pending, "deletion", None, None, pending.last)]
+        event = self._judge(pending, host_path, info)
+        return [event] if event is not None else []
+
+    @staticmethod
+    def _copied_up(pending: _Pending) -> bool:
+        """A file of the image, changed: overlay copies it to the upper layer, where it looks created."""
+        return any(os.path.lexists(lower + pending.path) for lower in pending.root.lowers)
+
+    def _judge(self, pending: _Pending, host_path: str, info: os.stat_result | None) -> Event | None:
+        whiteout = info is not None and _is_whiteout(info)
         if info is None or whiteout or ("deleted" in pending.kinds and pending.kinds <= {"deleted", "modified"}):
             action = "deletion"
         elif "moved" in pending.kinds:
             action = "rename"
         elif "created" in pending.kinds:
-            copy_up = any(os.path.lexists(lower + pending.path) for lower in root.lowers)
-            action = "modification" if copy_up else "creation"
+            action = "modification" if self._copied_up(pending) else "creation"
         elif pending.kinds & {"modified", "closed"}:
             action = "modification"
         else:
             action = "attributes_modification"
         if action in ("modification", "attributes_modification") and info is not None and stat.S_ISDIR(info.st_mode):
             return None  # a directory copied up to hold a written file: the file's own event says it
+        target = None
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            target = _readlink(host_path) or (pending.seen[1] if pending.seen else None)
+        return self._event(pending, action, info if action != "deletion" else None, target, None)
+
+    def _event(self, pending: _Pending, action: str, info: os.stat_result | None, target: str | None,
+               at: float | None) -> Event:
+        root = pending.root
+        host_path = root.path + pending.path[len(root.prefix):] if root.container_id else pending.path
         directory, _, name = pending.path.rpartition("/")
         file: dict[str, Any] = {"path": pending.path, "name": name, "directory": directory or "/"}
         if "." in name.strip("."):
             file["extension"] = name.rsplit(".", 1)[1]
         if pending.previous:
             file["previous_path"] = pending.previous
-        if info is not None and action != "deletion":
-            file.update(_describe(info, host_path, self.hash_max_bytes))
+        own: dict[str, Any] = {}
+        if info is not None:
+            file.update(_describe(info, host_path, self.hash_max_bytes, target))
+            if info.st_mode & stat.S_ISUID and not stat.S_ISDIR(info.st_mode):
+                own["setuid"] = True
+            if info.st_mode & stat.S_ISGID and not stat.S_ISDIR(info.st_mode):
+                own["setgid"] = True
+        at = at if at is not None else pending.first
+        if root.started is not None and at - root.started < self.startup_seconds:
+            own["during_startup"] = True
+        fields: dict[str, Any] = {
+            "event": {"kind": "event", "category": ["file"], "type": _ACTIONS[action], "action": action,
+                      "module": "shipper", "dataset": "shipper.files"},
+            "message": f"file {action.replace('_', ' ')}: {pending.path}"
+                       + (f" (from {pending.previous})" if pending.previous else "")
+                       + (f" -> {target}" if target else ""),
+            "file": file,
+        }
+        if own:
+            fields["shipper"] = {"file": own}
         return Event(
-            id=event_id("files", root.container_id or "host", pending.path, action, f"{pending.first:.6f}"),
-            timestamp=iso_time(pending.first),
+            id=event_id("files", root.container_id or "host", pending.path, action, f"{at:.6f}"),
+            timestamp=iso_time(at),
             source=self.name,
-            fields={
-                "event": {"kind": "event", "category": ["file"], "type": _ACTIONS[action], "action": action,
-                          "module": "shipper", "dataset": "shipper.files"},
-                "message": f"file {action.replace('_', ' ')}: {pending.path}"
-                           + (f" (from {pending.previous})" if pending.previous else ""),
-                "file": file,
-            },
+            fields=fields,
             container_id=root.container_id,
         )
 
 
-def _describe(info: os.stat_result, host_path: str, hash_max_bytes: int) -> dict[str, Any]:
+# terminals opened by `docker exec -t`, POSIX message queues, and the standard devices (removed as a container stops)
+DEV_NOISE = ("/dev/pts/", "/dev/mqueue/", *(f"/dev/{name}" for name in (
+    "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx", "fd", "stdin", "stdout", "stderr", "core")))
+
+
+def _look(host_path: str) -> tuple[os.stat_result, str | None] | None:
+    """The file at a notification, before it can change again or vanish; a symlink's target with it."""
+    try:
+        info = os.lstat(host_path)
+    except OSError:
+        return None
+    return info, _readlink(host_path) if stat.S_ISLNK(info.st_mode) else None
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)  # as written: a path inside the container
+    except OSError:
+        return None
+
+
+def _is_whiteout(info: os.stat_result) -> bool:
+    return stat.S_ISCHR(info.st_mode) and info.st_rdev == 0
+
+
+def _describe(info: os.stat_result, host_path: str, hash_max_bytes: int, target: str | None) -> dict[str, Any]:
     kinds = ((stat.S_ISLNK, "symlink"), (stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"))
     out: dict[str, Any] = {
         "type": next((name for test, name in kinds if test(info.st_mode)), "other"),
@@ -268,10 +371,8 @@ def _describe(info: os.stat_result, host_path: str, hash_max_bytes: int) -> dict
         "mtime": datetime.fromtimestamp(info.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z"),
     }
     if out["type"] == "symlink":
-        try:
-            out["target_path"] = os.readlink(host_path)  # as written: a path inside the container
-        except OSError:
-            pass
+        if target:
+            out["target_path"] = target
     elif out["type"] == "file":
         executable = bool(info.st_mode & 0o111)
         out["executable"] = executable
@@ -300,15 +401,6 @@ def _mountpoints(attrs: dict[str, Any]) -> frozenset[str]:
         points.add("/sbin/docker-init")
     points |= {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
     return frozenset(p for p in points if p)
-
-
-def _parse_time(text: str) -> float | None:
-    try:  # Docker's RFC 3339 with nanoseconds: keep microseconds
-        head, _, rest = text.partition(".")
-        fraction = rest.rstrip("Z")[:6]
-        return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00").timestamp()
-    except ValueError:
-        return None
 
 
 def _kernel_watch_limit() -> int:

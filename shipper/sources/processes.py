@@ -1,26 +1,39 @@
-"""Source `processes`: new processes and TCP sockets in each running container, sampled from /proc.
+"""Source `processes`: new processes, TCP and packet sockets in each running container.
 
-Every `interval` the source lists each container's pids from its cgroup and reads
-the ones it has not seen (a pid with its start time identifies a process), and
-reads the container's network namespace through /proc/<pid>/net/tcp{,6}: new
-listeners and connections become `network` events, each reported once while it
-lives. A process that lives shorter than the interval may be missed: this is
-sampling, not a syscall hook.
+Execs are reported as they happen from the kernel's process-events connector and,
+when `audit` is on, the audit log's execve records (see exec_watch.py): a process
+that lives a millisecond is still seen with its command line. Every `interval` the
+source also samples: it lists each container's pids from its cgroup and reads the
+ones it has not seen (processes started before the shipper, and a safety net when
+the kernel dropped events), and reads the container's network namespace through
+/proc/<pid>/net/tcp{,6} and /proc/<pid>/net/packet: new listeners, connections and
+packet sockets become `network` events, each reported once while it lives. Without
+the kernel channels (no root) only the sampling runs, and a process shorter than
+the interval may be missed.
+
+When the program is an interpreter running a script file (`sh /tmp/x`, or a
+`#!` script run directly), the script is reported under `shipper.process.script`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import posixpath
+import re
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..containers import Watched
 from ..model import Event, event_id
 from . import procfs
-from .base import Emit, Source, iso_time, poll
+from .base import Batch, Emit, Source, iso_time, parse_docker_time, poll
+from .exec_watch import Exec, ExecWatch, LinkMade, ModeChange, PacketSocket, Reported
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +63,17 @@ class _Track:
     sockets: set[tuple] = field(default_factory=set)
     listened: set[int] = field(default_factory=set)  # ports this container ever listened on
     tcp_signature: str | None = None
+    packet_sockets: set[int] = field(default_factory=set)
     users: dict[int, str] = field(default_factory=dict)
 
 
 class ProcessesSource(Source):
     name = "processes"
 
-    def __init__(self, watched: Watched, *, interval: float = 0.5,
-                 network: bool = True, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup"):
+    def __init__(self, watched: Watched, *, interval: float = 0.5, network: bool = True, realtime: bool = True,
+                 audit: bool = False, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup",
+                 hash_max_bytes: int = 1 << 20, metrics=None, state_directory: str | None = None,
+                 startup_seconds: float = 5.0):
         self.watched = watched
         self.cache = watched.cache
         self.interval = interval
@@ -66,23 +82,178 @@ class ProcessesSource(Source):
         self.cgroup_root = cgroup_root
         self.boot = procfs.boot_time(proc_root)
         self.ephemeral_ports = procfs.ephemeral_ports(proc_root)
+        self.realtime = realtime
+        self.audit = audit
+        self.hash_max_bytes = hash_max_bytes
+        self.metrics = metrics
+        self.state_directory = state_directory
+        self.startup_seconds = startup_seconds  # as the files source: file events this soon after a start are marked
         self._tracks: dict[str, _Track] = {}
+        self._lock = threading.Lock()  # tracks are shared by the sampler and the exec watcher
         self._closed = threading.Event()
+        self._emit: Emit | None = None
+        self._watch: ExecWatch | None = None
+        self._decisions: dict[str, bool] = {}  # container id -> watched? (the selector's answer never changes)
         self.samples = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
-        poll(self.name, self.sample, emit, self.interval, self._closed)
+        self._emit = emit
+        if self.realtime:
+            watch = ExecWatch(self._is_watched, self._on_kernel, audit=self.audit, proc_root=self.proc_root,
+                              on_lost=self._lost, audit_state=Path(self.state_directory) / "audit-settings.json"
+                              if self.state_directory else None)
+            if watch.start():
+                self._watch = watch
+        try:
+            poll(self.name, self.sample, emit, self.interval, self._closed)
+        finally:
+            if self._watch is not None:
+                self._watch.close()  # idempotent
 
     def close(self) -> None:
         self._closed.set()
+        if self._watch is not None:  # now, not in the source thread: audit rules must go even if the process exits
+            self._watch.close()
 
     def status(self) -> dict[str, Any]:
-        return {"containers": len(self._tracks), "processes": sum(len(t.processes) for t in self._tracks.values()),
-                "samples": self.samples}
+        out = {"containers": len(self._tracks), "processes": sum(len(t.processes) for t in self._tracks.values()),
+               "samples": self.samples}
+        if self._watch is not None:
+            out.update(kernel_execs=self._watch.execs, kernel_overflows=self._watch.lost,
+                       processes_missed=self._watch.processes_missed(), audit=self._watch.audit_reader is not None)
+        return out
+
+    def _is_watched(self, container_id: str) -> bool:
+        known = self._decisions.get(container_id)
+        if known is None:
+            if len(self._decisions) > 10_000:
+                self._decisions.clear()
+            known = self._decisions[container_id] = self.watched.wants(container_id)
+            log.debug("processes: a container seen first by the kernel", extra={
+                "container_id": container_id[:12], "watched": known})
+        return known
+
+    def _lost(self, count: int) -> None:
+        """The kernel dropped events (our socket was full): the next sample resyncs from /proc."""
+        if self.metrics is not None:
+            self.metrics.kernel_events_lost.inc(count)
+        lost = self._watch.lost if self._watch is not None else count
+        if lost in (1, 10, 100, 1000) or lost % 10000 == 0:  # say it, without flooding the log under a storm
+            log.warning("processes: the kernel dropped process events (the shipper fell behind); sampling /proc "
+                        "catches up with what still runs", extra={
+                            "overflows": lost,
+                            "processes_missed": self._watch.processes_missed() if self._watch else None})
+
+    # ------------------------------------------------------------ from the kernel
+
+    def _on_kernel(self, items: list[Reported]) -> None:
+        events = []
+        with self._lock:
+            for item in items:
+                track = self._tracks.get(item.container_id) or self._track(item.container_id, refresh=False) or \
+                    self._starting(item.container_id, item.pid)
+                if track is None:
+                    continue
+                if isinstance(item, PacketSocket):
+                    events.append(self._packet_event(item.container_id, item.pid, item.at,
+                                                     self._audit_process(item.audit, track)))
+                    continue
+                if isinstance(item, (ModeChange, LinkMade)):
+                    events.append(self._file_event(item))
+                    continue
+                event = self._exec_event(track, item)
+                if event is not None:
+                    events.append(event)
+        if events and self._emit is not None:
+            self._emit(Batch(self.name, events))
+
+    def _exec_event(self, track: _Track, item: Exec) -> Event | None:
+        info, audit = item.info, item.audit
+        if audit is not None and not audit.success:
+            attempted = audit.paths[0] if audit.paths else ""
+            if attempted and not attempted.startswith("/") and audit.cwd:
+                attempted = posixpath.normpath(posixpath.join(audit.cwd, attempted))
+            name = posixpath.basename(attempted)[:15] or audit.comm
+            info = procfs.ProcInfo(procfs.ProcStat(item.pid, name, audit.ppid, 0), 0, audit.uid, attempted or None,
+                                   False, False, [attempted] if attempted else [], audit.cwd, (False, False, False))
+        elif audit is not None:
+            exe = audit.exe or (info.executable if info else None)
+            deleted = bool(exe and exe.endswith(procfs.DELETED_SUFFIX))
+            if deleted:
+                exe = exe[: -len(procfs.DELETED_SUFFIX)]
+            memfd = bool(exe and exe.startswith(procfs.MEMFD_PREFIX))
+            stat_ = procfs.ProcStat(item.pid, audit.comm, audit.ppid, info.stat.start_ticks if info else 0)
+            info = procfs.ProcInfo(
+                stat=stat_, ns_pid=info.ns_pid if info else 0, uid=audit.uid if audit.uid is not None else (
+                    info.uid if info else None),
+                executable=exe, deleted=deleted and not memfd, memfd=memfd,
+                args=audit.argv or (info.args if info else []), cwd=audit.cwd or (info.cwd if info else None),
+                stdio_sockets=info.stdio_sockets if info else (False, False, False))
+        elif info is None:  # gone before /proc could be read, and no audit record: what the connector knows
+            info = procfs.ProcInfo(procfs.ProcStat(item.pid, item.name or "?", item.parent_pid, 0), 0, None, None,
+                                   False, False, [], None, (False, False, False))
+        seen = track.processes.get(item.pid)
+        if seen is not None and seen.name == info.stat.name and seen.command_line == " ".join(info.args):
+            return None  # the sampler was first
+        parent_inside = item.parent_pid in track.processes or (
+            self._watch is not None and self._watch.container_of(item.parent_pid) == item.container_id)
+        if audit is not None and not audit.success:  # the program did not run: the pid is still what it was
+            return self._process_event(item.container_id, track, info, parent_inside, at=item.at,
+                                       failed=audit.syscall.get("exit", ""))
+        track.processes[item.pid] = _Seen(info.ns_pid, info.stat.name, info.executable, " ".join(info.args))
+        return self._process_event(item.container_id, track, info, parent_inside, at=item.at)
+
+    def _audit_process(self, audit, track: _Track | None = None) -> dict[str, Any]:
+        """The process behind an audited syscall: as we know it (its exec), else as audit's PROCTITLE has it."""
+        seen = track.processes.get(audit.pid) if track is not None else None
+        command_line = seen.command_line if seen is not None and seen.name == audit.comm else " ".join(
+            audit.proctitle)
+        return {"host_pid": audit.pid, "pid": seen.ns_pid if seen is not None and seen.ns_pid else None,
+                "name": audit.comm, "executable": audit.exe, "command_line": command_line or None}
+
+    def _file_event(self, item: ModeChange | LinkMade) -> Event:
+        """A file event from the kernel's record of a chmod that set the setuid/setgid bit, or of a symlink made:
+        what inotify, which reads the file after the fact, loses when the file is gone at once."""
+        directory, _, name = item.path.rpartition("/")
+        file: dict[str, Any] = {"path": item.path, "name": name, "directory": directory or "/"}
+        track = self._tracks.get(item.container_id)
+        process = {k: v for k, v in self._audit_process(item.audit, track).items() if v is not None}
+        fields: dict[str, Any] = {"process": process}
+        own: dict[str, Any] = {}
+        meta = self.cache.get(item.container_id)
+        started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", "")) if meta else None
+        if started is not None and item.at - started < self.startup_seconds:
+            own["during_startup"] = True
+        if isinstance(item, ModeChange):
+            action, types = "attributes_modification", ["change"]
+            file["mode"] = f"{item.mode & 0o7777:04o}"
+            if item.mode & stat.S_ISUID:
+                own["setuid"] = True
+            if item.mode & stat.S_ISGID:
+                own["setgid"] = True
+            detail = f"mode {file['mode']}"
+        else:
+            action, types = "creation", ["creation"]
+            file.update(type="symlink", target_path=item.target)
+            detail = f"-> {item.target}"
+        if own:
+            fields["shipper"] = {"file": own}
+        fields.update(
+            event={"kind": "event", "category": ["file"], "type": types, "action": action, "module": "shipper",
+                   "dataset": "shipper.files"},
+            message=f"file {action.replace('_', ' ')}: {item.path} ({detail}, by {process.get('name')})",
+            file=file,
+        )
+        return Event(id=event_id("files", item.container_id, item.path, action, item.audit.serial, f"{item.at:.3f}"),
+                     timestamp=iso_time(item.at), source="files", fields=fields, container_id=item.container_id)
 
     # ------------------------------------------------------------ sampling
 
     def sample(self) -> list[Event]:
+        with self._lock:
+            return self._sample()
+
+    def _sample(self) -> list[Event]:
         self.samples += 1
         running = self.watched.running()
         for gone in set(self._tracks) - set(running):
@@ -96,27 +267,46 @@ class ProcessesSource(Source):
             if pids is None:
                 self._tracks.pop(container_id, None)  # it stopped; the next sample starts afresh
                 continue
+            if self._watch is not None:
+                for pid in pids:
+                    self._watch.place(pid, container_id)
             events.extend(self._new_processes(container_id, track, pids))
             if self.network:
                 events.extend(self._new_sockets(container_id, track, pids))
+                events.extend(self._new_packet_sockets(container_id, track, pids))
         return events
 
-    def _track(self, container_id: str) -> _Track | None:
+    def _track(self, container_id: str, refresh: bool = True) -> _Track | None:
+        """`refresh`: ask the engine again when the cached metadata has no init pid yet (the sampler can wait;
+        an exec just reported by the kernel is better served at once by `_starting`)."""
         meta = self.cache.get(container_id)
-        if meta is None or not (meta.attrs.get("State") or {}).get("Pid"):
+        if refresh and (meta is None or not (meta.attrs.get("State") or {}).get("Pid")):
             meta = self.cache.refresh(container_id)
         pid = (meta.attrs.get("State") or {}).get("Pid") if meta else None
         if not pid:
             return None
+        procs_path = procfs.cgroup_procs_path(pid, self.proc_root, self.cgroup_root)
+        if procs_path is None or container_id not in procs_path:
+            return None  # the container's init is gone and its pid belongs to someone else now (the host, say)
         graph = (meta.attrs.get("GraphDriver") or {}).get("Data") or {}
         track = _Track(
             init_pid=pid,
-            procs_path=procfs.cgroup_procs_path(pid, self.proc_root, self.cgroup_root),
+            procs_path=procs_path,
             upper=graph.get("UpperDir"),
             lowers=[p for p in (graph.get("LowerDir") or "").split(":") if p],
         )
         self._tracks[container_id] = track
         return track
+
+    def _starting(self, container_id: str, pid: int) -> _Track | None:
+        """A container whose first process execs before the engine says it runs: a track for this one event,
+        with the exec'ing process standing in for the container's init."""
+        meta = self.cache.get(container_id)
+        if meta is None:
+            return None
+        graph = (meta.attrs.get("GraphDriver") or {}).get("Data") or {}
+        return _Track(init_pid=pid, procs_path=None, upper=graph.get("UpperDir"),
+                      lowers=[p for p in (graph.get("LowerDir") or "").split(":") if p])
 
     def _new_processes(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
         """Events for the pids not seen before and for programs exec'd in a known pid; the records of
@@ -136,11 +326,15 @@ class ProcessesSource(Source):
             del track.processes[ended]
         return events
 
-    def _process_event(self, container_id: str, track: _Track, info: procfs.ProcInfo, parent_inside: bool) -> Event:
-        started = iso_time(self.boot + info.stat.start_ticks / procfs.CLOCK_TICKS)
+    def _process_event(self, container_id: str, track: _Track, info: procfs.ProcInfo, parent_inside: bool,
+                       at: float | None = None, failed: str | None = None) -> Event:
+        """`at`: when the kernel reported the exec (the start time from /proc is only to 10 ms, or unknown);
+        `failed`: the error of an execve that did not run the program."""
+        ticks = info.stat.start_ticks
+        started = iso_time(at if at is not None else self.boot + ticks / procfs.CLOCK_TICKS)
         command_line = " ".join(info.args) or f"[{info.stat.name}]"
         process: dict[str, Any] = {
-            "pid": info.ns_pid,
+            "pid": info.ns_pid or None,
             "host_pid": info.stat.pid,
             "name": info.stat.name,
             "executable": info.executable,
@@ -160,26 +354,60 @@ class ProcessesSource(Source):
         parent = self._parent(track, info.stat.ppid) if parent_inside else None  # pid 1's parent is the host's shim
         if parent:
             process["parent"] = parent
+        fields: dict[str, Any] = {
+            "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "process_started",
+                      "module": "shipper", "dataset": "shipper.processes"},
+            "message": f"process started: {command_line}"[:2000],
+            "process": {k: v for k, v in process.items() if v is not None},
+        }
+        if failed is not None:
+            fields["event"].update(type=["start"], action="exec_failed", outcome="failure")
+            fields["message"] = f"exec failed ({failed}): {command_line}"[:2000]
+        script = self._script(track, info)
+        if script:
+            fields["shipper"] = {"process": {"script": script}}
+        identity = (ticks, info.stat.name) if ticks else ("exec", f"{at:.6f}", info.stat.name, failed or "")
         return Event(
-            id=event_id("processes", container_id, info.stat.pid, info.stat.start_ticks, info.stat.name),
+            id=event_id("processes", container_id, info.stat.pid, *identity),
             timestamp=started,
             source=self.name,
-            fields={
-                "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "process_started",
-                          "module": "shipper", "dataset": "shipper.processes"},
-                "message": f"process started: {command_line}"[:2000],
-                "process": process,
-            },
+            fields=fields,
             container_id=container_id,
         )
+
+    def _script(self, track: _Track, info: procfs.ProcInfo) -> dict[str, Any] | None:
+        """The script an interpreter runs (`sh /tmp/x`, `python3 x.py`, a `#!` file run directly), as found
+        in the container: its path, whether it was written after the container started, its sha256."""
+        path = script_argument(info.executable, info.args)
+        if path is None:
+            return None
+        if not path.startswith("/"):
+            if not info.cwd:
+                return None
+            path = posixpath.join(info.cwd, path)
+        path = posixpath.normpath(path)
+        name = posixpath.basename(path)
+        upper = bool(track.upper) and os.path.lexists(track.upper + path)
+        candidates = ([track.upper + path] if upper else []) + [
+            f"{self.proc_root}/{info.stat.pid}/root{path}"] + [lower + path for lower in track.lowers]
+        found = next((c for c in candidates if _is_file(c)), None)
+        if found is None:
+            return None  # not a file: an option's value, a module name
+        script: dict[str, Any] = {"path": path, "name": name, "directory": posixpath.dirname(path),
+                                  "upper_layer": upper and not any(os.path.lexists(low + path) for low in track.lowers)}
+        digest = _sha256(found, self.hash_max_bytes)
+        if digest:
+            script["hash"] = {"sha256": digest}
+        return script
 
     def _parent(self, track: _Track, ppid: int) -> dict[str, Any] | None:
         seen = track.processes.get(ppid)
         if seen is not None:
             return seen.as_ecs()
         info = procfs.read_process(ppid, self.proc_root)
-        if info is None:
-            return None
+        if info is None:  # gone already (a server's per-request child): the name the kernel last gave it
+            name = self._watch.name_of(ppid) if self._watch is not None else None
+            return {"host_pid": ppid, "name": name} if name else None
         return {"pid": info.ns_pid, "name": info.stat.name, "executable": info.executable,
                 "command_line": " ".join(info.args)}
 
@@ -199,8 +427,12 @@ class ProcessesSource(Source):
         try:
             base = f"{self.proc_root}/{info.stat.pid}"
             return os.stat(f"{base}/exe").st_dev == os.stat(f"{base}/root/").st_dev
-        except OSError:
-            return False
+        except OSError:  # gone already: a mount point's stand-in in the upper layer is an empty file
+            try:
+                found = os.lstat(track.upper + executable)
+            except OSError:
+                return False
+            return stat.S_ISREG(found.st_mode) and found.st_size > 0
 
     def _user_name(self, track: _Track, uid: int) -> str:
         if uid == 0:
@@ -233,6 +465,31 @@ class ProcessesSource(Source):
             return []
         owners = self._socket_owners(track, pids) if any(r.inode for r in new) else {}
         return [self._network_event(container_id, row, self._inbound(track, row), owners.get(row.inode)) for row in new]
+
+    def _new_packet_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
+        inodes = procfs.packet_socket_inodes(track.init_pid, self.proc_root)
+        new = inodes - track.packet_sockets
+        track.packet_sockets = inodes
+        if not new:
+            return []
+        owners = self._socket_owners(track, pids)
+        return [self._packet_event(container_id, owners.get(inode, {}).get("pid") or 0, time.time(),
+                                   owners.get(inode), inode) for inode in sorted(new)]
+
+    def _packet_event(self, container_id: str, pid: int, at: float, owner: dict[str, Any] | None,
+                      inode: int = 0) -> Event:
+        """A packet socket sees every frame on an interface: the tool of sniffers and raw scanners."""
+        who = f" by {owner.get('name')} ({owner.get('command_line', '')[:200]})" if owner else ""
+        fields: dict[str, Any] = {
+            "event": {"kind": "event", "category": ["network"], "type": ["start"], "action": "packet_socket_opened",
+                      "module": "shipper", "dataset": "shipper.network"},
+            "message": f"packet socket opened{who}",
+            "shipper": {"network": {"socket_family": "packet"}},
+        }
+        if owner:
+            fields["process"] = {k: v for k, v in owner.items() if v is not None}
+        return Event(id=event_id("network", container_id, "packet", pid, inode or f"{at:.6f}"), timestamp=iso_time(at),
+                     source="network", fields=fields, container_id=container_id)
 
     def _inbound(self, track: _Track, row: procfs.TcpRow) -> bool:
         """Who connected to whom: the side on a (once) listening port, or the side without an ephemeral port, served."""
@@ -281,6 +538,50 @@ class ProcessesSource(Source):
             fields=fields,
             container_id=container_id,
         )
+
+
+INTERPRETER = re.compile(r"(?:sh|ash|dash|bash|zsh|ksh|mksh|busybox|python[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs"
+                         r"|php[0-9.]*|lua[0-9.]*)")
+SHELLS = frozenset({"sh", "ash", "dash", "bash", "zsh", "ksh", "mksh"})
+NO_SCRIPT_FLAGS = frozenset({"-c", "-e", "-E", "-m", "-r", "--eval", "--command", "-"})
+
+
+def script_argument(executable: str | None, args: list[str]) -> str | None:
+    """The script file an interpreter was asked to run, as written in argv; None for `sh -c ...`, `python -m`."""
+    if not executable or not args:
+        return None
+    program = posixpath.basename(executable)
+    if not INTERPRETER.fullmatch(program):
+        return None
+    rest = args[1:]
+    if program == "busybox" and posixpath.basename(args[0]) not in SHELLS:
+        if posixpath.basename(args[0]) != "busybox" or not rest or rest[0] not in SHELLS:
+            return None  # another applet (ls, cat ...), not the shell
+        rest = rest[1:]
+    for arg in rest:
+        if arg in NO_SCRIPT_FLAGS or (arg.startswith("-") and arg[1:2] in ("c", "e", "m") and len(arg) > 2):
+            return None
+        if arg.startswith("-"):
+            continue
+        return arg
+    return None
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _sha256(path: str, limit: int) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError:
+        return None
+    return hashlib.sha256(data).hexdigest() if len(data) <= limit else None
 
 
 def _passwd(path: str) -> dict[int, str]:

@@ -99,13 +99,15 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
     stat = parse_stat(stat_text)
     status = parse_status(status_text)
     ns_pids = status.get("NSpid", str(pid)).split()
-    raw_cmdline = _read(f"{base}/cmdline", "rb") or b""
-    args = [a.decode("utf-8", "replace") for a in raw_cmdline.rstrip(b"\0").split(b"\0")] if raw_cmdline else []
+    args = read_args(pid, proc_root)
     exe = _readlink(f"{base}/exe")
     deleted = bool(exe and exe.endswith(DELETED_SUFFIX))
     if deleted:
         exe = exe[: -len(DELETED_SUFFIX)]
     uid = status.get("Uid", "").split()
+    if stat.name == "exe" and args and (exe or "").rsplit("/", 1)[-1] != "exe":
+        # re-exec'd through /proc/self/exe (busybox's shell runs its applets so): argv[0] is the name it takes
+        stat = ProcStat(stat.pid, args[0].rsplit("/", 1)[-1][:15] or stat.name, stat.ppid, stat.start_ticks)
     return ProcInfo(
         stat=stat,
         ns_pid=int(ns_pids[-1]),
@@ -117,6 +119,19 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
         cwd=_readlink(f"{base}/cwd"),
         stdio_sockets=tuple((_readlink(f"{base}/fd/{fd}") or "").startswith("socket:") for fd in (0, 1, 2)),
     )
+
+
+def processes_started(proc_root: str = "/proc") -> int | None:
+    """The kernel's count of processes created since boot (`processes` in /proc/stat)."""
+    for line in (_read(f"{proc_root}/stat") or "").splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    return None
+
+
+def read_args(pid: int, proc_root: str = "/proc") -> list[str]:
+    raw = _read(f"{proc_root}/{pid}/cmdline", "rb") or b""
+    return [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")] if raw else []
 
 
 def read_comm(pid: int, proc_root: str = "/proc") -> str | None:
@@ -137,6 +152,11 @@ def socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
         if target and target.startswith("socket:["):
             out.add(int(target[8:-1]))
     return out
+
+
+def read_cgroup(pid: int, proc_root: str = "/proc") -> str | None:
+    """`/proc/<pid>/cgroup`: names the container a process belongs to (a 64-hex id in the path)."""
+    return _read(f"{proc_root}/{pid}/cgroup")
 
 
 def cgroup_procs_path(init_pid: int, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup") -> str | None:
@@ -201,6 +221,19 @@ def tcp_signature(pid: int, proc_root: str = "/proc") -> str | None:
             return None
         parts += [line for line in text.splitlines() if line.startswith(("TCP:", "TCP6:"))]
     return "|".join(parts)
+
+
+def packet_socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
+    """The packet sockets (AF_PACKET: raw frames, sniffers) open in the network namespace `pid` lives in."""
+    text = _read(f"{proc_root}/{pid}/net/packet")
+    if not text:
+        return set()
+    out = set()
+    for line in text.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 9 and parts[-1].isdigit():
+            out.add(int(parts[-1]))
+    return out
 
 
 def read_tcp(pid: int, proc_root: str = "/proc") -> list[TcpRow] | None:

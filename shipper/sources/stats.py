@@ -8,6 +8,7 @@ first sample only sets the baseline.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -37,6 +38,28 @@ def counters(raw: dict[str, Any]) -> dict[str, float]:
         "read": sum(e.get("value", 0) for e in io if (e.get("op") or "").lower() == "read"),
         "write": sum(e.get("value", 0) for e in io if (e.get("op") or "").lower() == "write"),
     }
+
+
+def host_cpu_times(proc_root: str = "/proc") -> tuple[float, float] | None:
+    """(idle, total) seconds of all CPUs since boot, from the first line of /proc/stat."""
+    try:
+        with open(f"{proc_root}/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle / ticks, sum(fields[:8]) / ticks
+
+
+def cpu_limit_cores(attrs: dict[str, Any]) -> float | None:
+    """The CPU a container may use, in cores: --cpus, or a CFS quota over its period; None when unlimited."""
+    host = attrs.get("HostConfig") or {}
+    if host.get("NanoCpus"):
+        return host["NanoCpus"] / 1e9
+    if (host.get("CpuQuota") or 0) > 0:
+        return host["CpuQuota"] / (host.get("CpuPeriod") or 100_000)
+    return None
 
 
 def stats_fields(now: dict[str, float], before: dict[str, float], seconds: float) -> dict[str, Any]:
@@ -71,6 +94,7 @@ class StatsSource(Source):
         self._used: dict[str, tuple[float, dict[str, float]]] = {}
         self._streams: dict[str, Any] = {}
         self._closed = threading.Event()
+        self._host_cpu: tuple[float, tuple[float, float]] | None = None
         self.samples = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
@@ -112,6 +136,7 @@ class StatsSource(Source):
             threading.Thread(target=self._follow, args=(container_id,), name=f"stats-{container_id[:12]}",
                              daemon=True).start()
         events = []
+        idle = self._host_idle_cores()
         for container_id, (at, now) in list(self._latest.items()):
             previous = self._used.get(container_id)
             if previous is not None and previous[0] >= at:
@@ -120,10 +145,27 @@ class StatsSource(Source):
             if previous is None:
                 continue  # the first sample is the baseline for rates
             self.samples += 1
-            events.append(self._event(container_id, at, stats_fields(now, previous[1], at - previous[0])))
+            fields = stats_fields(now, previous[1], at - previous[0])
+            meta = self.watched.cache.get(container_id)
+            limit = cpu_limit_cores(meta.attrs) if meta else None
+            if limit:
+                fields["cpu"]["limit_cores"] = round(limit, 3)
+            events.append(self._event(container_id, at, fields, idle))
         return events
 
-    def _event(self, container_id: str, at: float, fields: dict[str, Any]) -> Event:
+    def _host_idle_cores(self) -> float | None:
+        """How many cores the host left idle since the previous sample: with a container's use and limit,
+        what it could have had (a miner on a busy host cannot reach the CPU it would on an idle one)."""
+        times = host_cpu_times()
+        if times is None:
+            return None
+        now = time.monotonic()
+        previous, self._host_cpu = self._host_cpu, (now, times)
+        if previous is None or now - previous[0] <= 0:
+            return None
+        return round(max(0.0, (times[0] - previous[1][0]) / (now - previous[0])), 3)
+
+    def _event(self, container_id: str, at: float, fields: dict[str, Any], idle: float | None = None) -> Event:
         return Event(
             id=event_id("stats", container_id, f"{at:.6f}"),
             timestamp=iso_time(at),
@@ -134,6 +176,7 @@ class StatsSource(Source):
                 "message": f"cpu {fields['cpu']['cores']:.2f} cores, memory {fields['memory']['usage'] >> 20} MiB, "
                            f"{fields['pids']} pids",
                 "container": fields,
+                **({"shipper": {"host": {"cpu_idle_cores": idle}}} if idle is not None else {}),
             },
             container_id=container_id,
         )

@@ -14,7 +14,7 @@ import json
 
 from elasticsearch import Elasticsearch, helpers
 
-from shipper.detect.engine import BUILTIN_RULES, category_of
+from shipper.detect.engine import BUILTIN_RULES, category_of, rule_categories
 from shipper.detect.sigma import load_rules
 from shipper.kibana import category_searches, rule_query
 from shipper.model import Event
@@ -47,7 +47,8 @@ def check_searches(es: Elasticsearch, index: str) -> list[str]:
     for rule in rules:
         category = rule.sigma.logsource.category
         expected = {doc_id for doc_id, doc in docs.items()
-                    if category_of(Event(doc_id, "", _source_of(doc), doc)) == category and rule.matches(doc)}
+                    if category in rule_categories(category_of(Event(doc_id, "", _source_of(doc), doc)))
+                    and rule.matches(doc)}
         found = _ids(es, index, rule_query(rule))
         if found != expected:
             problems_found.append(f"{rule.path.stem}: search found {len(found)}, evaluator {len(expected)}; "

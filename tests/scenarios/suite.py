@@ -46,6 +46,7 @@ IMAGES = {"base": BASE_IMAGE, "latest": "shipper-testbed/busybox:latest", "tools
 def image_of(scenario: Scenario) -> str:
     return f"shipper-testbed/scenario-{scenario.slug}:1" if scenario.own_image else IMAGES[scenario.image]
 SUITE_SETTINGS = (
+    "sources.processes.audit=true",
     "sources.processes.interval=0.25", "sources.stats.interval=1", "pipeline.flush_interval=0.2",
     "detection.anomaly.warmup_samples=10", "detection.mining.sustained_samples=3",
 )
@@ -89,8 +90,12 @@ def build_images(client: docker.DockerClient, scenarios: list[Scenario]) -> None
         subprocess.run(["gcc", "-static", "-O2", "-o", str(binary), str(HERE / "memfd_exec.c")], check=True)
         context = io.BytesIO()
         with tarfile.open(fileobj=context, mode="w") as tar:
+            # stand-ins for tools busybox lacks (a kubectl, a miner): the same binary under their names;
+            # directories a non-root application owns under /etc and /var/log
             dockerfile = (f"FROM {BASE_IMAGE}\nCOPY memfd-exec /usr/local/bin/memfd-exec\n"
-                          "COPY --chown=1000:1000 app /app\n").encode()
+                          "COPY --chown=1000:1000 app /app\nCOPY --chown=1000:1000 app /etc/myapp\n"
+                          "COPY --chown=1000:1000 app /var/log/app\nENV PATH=/usr/local/bin:/bin\n"
+                          "RUN cp /bin/busybox /usr/local/bin/kubectl && cp /bin/busybox /usr/local/bin/minerd\n").encode()
             info = tarfile.TarInfo("Dockerfile")
             info.size = len(dockerfile)
             tar.addfile(info, io.BytesIO(dockerfile))
@@ -152,7 +157,8 @@ def start(client: docker.DockerClient, scenario: Scenario, labels: dict[str, str
               "log_config": LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
               "name": f"scenario-{uuid.uuid4().hex[:10]}", **scenario.run}
     try:
-        container = client.containers.create(image_of(scenario), ["sh", "-c", scenario.script], **kwargs)
+        command = list(scenario.command) or ["sh", "-c", scenario.script]
+        container = client.containers.create(image_of(scenario), command, **kwargs)
     except docker.errors.APIError as exc:
         outcome.refused = str(exc)
         return outcome
@@ -248,6 +254,8 @@ def run_suite(client: docker.DockerClient, es: Elasticsearch, workdir: Path, tim
             Path(os.environ["SHIPPER_SCENARIO_LOG"]).write_text(shipper.log_path.read_text(errors="replace"))
         if poller:
             poller.stop()
+        if shipper.process is not None and shipper.process.poll() is None:
+            shipper.stop()  # SIGTERM: the shipper removes its audit rules and restores the audit settings
         shipper.close()
         for outcome in outcomes:
             if outcome.container_id:
@@ -307,6 +315,7 @@ def summarize(outcomes: list[Outcome], ids: dict[str, tuple[str, str]], errors: 
         "shipper_log": shipper.log_tail(60),
         "index": shipper.index,
         "attacks": sum(1 for o in outcomes if o.scenario.attack),
+        "fleeting_attacks": sum(1 for o in outcomes if o.scenario.attack and o.scenario.fleeting),
         "benign": sum(1 for o in outcomes if not o.scenario.attack),
     }
 
@@ -328,7 +337,8 @@ def report(result: dict) -> str:
             print(f"         also raised: {', '.join(extra)}", file=out)
         if verdict.startswith(("FAIL", "REFUSED")):
             print(f"         {verdict}", file=out)
-    print(f"\n{result['attacks']} attack and {result['benign']} benign scenarios", file=out)
+    print(f"\n{result['attacks']} attack scenarios ({result['fleeting_attacks']} holding nothing alive) and "
+          f"{result['benign']} benign scenarios", file=out)
     print(f"recall: {result['found']}/{result['expected']} expected verdicts = {result['recall']:.1%}", file=out)
     print(f"false positives (benign scenarios with any alert): {len(result['false_positives'])} "
           f"{result['false_positives'] or ''}", file=out)

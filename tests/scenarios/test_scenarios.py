@@ -1,26 +1,41 @@
-"""The scenario suite as a test: every attack caught, every benign workload left alone, verdicts fast."""
+"""The scenario suite as a test: every attack caught, every benign workload left alone, the host put back.
+
+The action -> verdict latency is reported (printed in the CI log), not asserted: figures are not test verdicts."""
 
 from __future__ import annotations
 
+from shipper.sources import netlink
+
 from .searches import check_searches
 from .suite import report, run_suite
+
+
+def audit_state() -> tuple:
+    """The audit subsystem's settings and rules, to prove the shipper puts them back."""
+    control = netlink.AuditControl()
+    try:
+        status = control.status()
+        return status.enabled, status.backlog_limit, sorted(control.rules())
+    finally:
+        control.close()
 
 # This sandbox has refused privileged containers on some days ("unable to apply caps"):
 # then that one scenario is reported as refused, and its rule is proven by test_detection.
 MAY_BE_REFUSED = {"privileged container"}
 
 
-def test_scenario_suite(docker_client, es, test_image, tmp_path):
+def test_scenario_suite(docker_client, es, test_image, tmp_path, capsys):
+    before = audit_state()
     result = run_suite(docker_client, es, tmp_path)
-    print(report(result))  # shown with -rA, and in the failure message below
+    with capsys.disabled():  # the figures (recall, latency) belong in the CI log whether or not the test passes
+        print("\n" + report(result))
     summary = report(result) + "\nshipper log:\n" + result["shipper_log"]
-    assert result["attacks"] >= 20 and result["benign"] >= 6
+    assert result["attacks"] >= 40 and result["fleeting_attacks"] >= 12 and result["benign"] >= 10
+    assert audit_state() == before, "the shipper left the audit subsystem changed"
     assert {name for name, _ in result["refused"]} <= MAY_BE_REFUSED, summary
     assert result["recall"] == 1.0, summary
     assert result["false_positives"] == [], summary
     assert result["errors"] == [], summary
-    for kind in ("process", "file"):
-        assert result["latency"][kind]["median"] <= 2.0, summary
 
     # The Kibana searches generated from the same rules find exactly what the evaluator judged.
     assert check_searches(es, result["index"]) == []

@@ -1,0 +1,129 @@
+"""Exec events from the kernel: the audit subsystem put back as found, and an exec storm survived.
+
+Both need root (the connector and audit netlink sockets), as the test bed runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from shipper.sources import netlink
+
+from .shipper_proc import ShipperProcess, count
+
+ARCH = netlink.machine_arch()
+# execve/execveat, socket(AF_PACKET), symlink/symlinkat, fchmodat with a setuid/setgid mode, and chmod where it exists
+RULES = 4 + bool(ARCH and ARCH.chmods_mode_a1)
+STORM_LOOPS = 3
+STORM_EXECS_PER_LOOP = 12_000
+
+
+def audit_state() -> tuple:
+    control = netlink.AuditControl()
+    try:
+        status = control.status()
+        return status.enabled, status.backlog_limit, sorted(control.rules())
+    finally:
+        control.close()
+
+
+def shipper_rules(pid: int) -> int:
+    control = netlink.AuditControl()
+    try:
+        return sum(1 for rule in control.rules() if netlink.rule_key(rule) == f"shipper-{pid}")
+    finally:
+        control.close()
+
+
+def wait_for_rules(pid: int, timeout: float = 10) -> int:
+    """The shipper answers on its monitor port a moment before its processes source has set up audit."""
+    deadline = time.monotonic() + timeout
+    while shipper_rules(pid) < RULES and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return shipper_rules(pid)
+
+
+@pytest.fixture
+def audit_allowed():
+    if os.geteuid() != 0:
+        pytest.skip("the kernel's audit and process-events sockets need root")
+
+
+def test_audit_settings_and_rules_are_put_back_even_after_a_crash(tmp_path, docker_client, es, audit_allowed):
+    before = audit_state()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = ShipperProcess(tmp_path / "a", "sources.processes.audit=true").start()
+    assert wait_for_rules(first.process.pid) == RULES
+    assert audit_state()[0] == 1
+    assert first.stop() == 0
+    assert audit_state() == before
+
+    # killed: its rules stay behind until the next shipper with the same state directory starts
+    crashed = ShipperProcess(tmp_path / "b", "sources.processes.audit=true").start()
+    assert wait_for_rules(crashed.process.pid) == RULES
+    crashed.kill()
+    assert shipper_rules(crashed.process.pid) == RULES
+    successor = ShipperProcess(tmp_path / "b", "sources.processes.audit=true", run_id=crashed.run_id).start()
+    assert shipper_rules(crashed.process.pid) == 0
+    assert "removed an audit rule left by a shipper that is gone" in successor.log_path.read_text()
+    assert successor.stop() == 0
+    assert audit_state() == before  # the settings found by the crashed one, restored by its successor
+
+
+def test_exec_storm_keeps_the_shipper_up_with_bounded_memory(tmp_path, docker_client, es, run_container,
+                                                             audit_allowed):
+    shipper = ShipperProcess(tmp_path, "sources.processes.audit=true", "sources.files.enabled=false",
+                             "sources.stats.enabled=false").start()
+    loop = f"i=0; while [ $i -lt {STORM_EXECS_PER_LOOP} ]; do /bin/true; i=$((i+1)); done"
+    script = " & ".join([f"({loop})"] * STORM_LOOPS) + "; wait"
+    try:
+        container = run_container(["sh", "-c", script], labels=shipper.labels)
+        peak_rss = 0
+        while container.reload() or container.status == "running":
+            peak_rss = max(peak_rss, _rss_mib(shipper.process.pid))
+            time.sleep(0.5)
+        container.reload()
+        seconds = _seconds(container.attrs["State"]["StartedAt"], container.attrs["State"]["FinishedAt"])
+        execs = STORM_LOOPS * STORM_EXECS_PER_LOOP
+        rate = execs / seconds
+        time.sleep(5)
+        status = json.loads(shipper.health())  # still answering
+        missed = status["sources"]["processes"]["processes_missed"]
+        shipped = count(es, shipper.index, {"bool": {"filter": [
+            {"term": {"container.id": container.id}}, {"term": {"event.dataset": "shipper.processes"}},
+            {"term": {"process.name": "true"}}]}})
+        lost = shipper.metric("shipper_kernel_events_lost_total")
+        print(f"exec storm: {execs} execs in {seconds:.1f} s ({rate:.0f}/s), {shipped} shipped, the kernel "
+              f"overflowed {lost:.0f} times and the shipper says it missed {missed} process creations, "
+              f"peak RSS {peak_rss:.0f} MiB")
+        assert rate >= 2000, f"the storm was too slow to prove anything: {rate:.0f} execs/s"
+        assert peak_rss < 300, f"peak RSS {peak_rss:.0f} MiB"
+        # every exec shipped, or the shipper says it fell behind and how many process creations it missed
+        assert shipped == execs or (lost > 0 and missed > 0), (shipped, lost, missed)
+        assert shipped > execs // 10
+        assert "the kernel dropped process events" in shipper.log_path.read_text() or shipped == execs
+    finally:
+        assert shipper.stop() == 0
+        shipper.close()
+
+
+def _rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _seconds(started: str, finished: str) -> float:
+    from datetime import datetime
+
+    def parse(text: str) -> float:
+        head, _, rest = text.rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00").timestamp()
+    return parse(finished) - parse(started)
