@@ -23,7 +23,7 @@ from sigma.backends.elasticsearch import LuceneBackend
 from sigma.collection import SigmaCollection
 
 from .detect.engine import (BUILTIN_RULES, CONTAINER_CONFIG, CONTAINER_EVENT, CONTAINER_EXEC, CONTAINER_LOG,
-                            CONTAINER_STATS, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION)
+                            CONTAINER_STATS, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION, route)
 from .detect.sigma import Rule, load_rules
 from .detect.stateful import AnomalyDetector, MiningDetector, PortScanDetector
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
@@ -79,9 +79,10 @@ class SavedSearch:
 
 
 def rule_query(rule: Rule) -> str:
-    """The rule as a Lucene query over the events its category judges."""
+    """The rule as a Lucene query over the events its category judges. `rule.sigma` is the rule
+    as loaded, SigmaHQ field mapping applied (detect/sigmahq.py), as the live evaluator sees it."""
     converted = _Lucene().convert(SigmaCollection([rule.sigma]))
-    return f"({CATEGORY_SCOPE[rule.sigma.logsource.category]}) AND ({converted[0]})"
+    return f"({CATEGORY_SCOPE[route(rule)]}) AND ({converted[0]})"
 
 
 def _id(key: str) -> str:
@@ -90,8 +91,8 @@ def _id(key: str) -> str:
 
 def rule_searches(rules: list[Rule]) -> list[SavedSearch]:
     return [SavedSearch(_id(f"rule:{rule.id}"), f"Rule: {rule.title}", rule.description, rule_query(rule),
-                        COLUMNS[rule.sigma.logsource.category])
-            for rule in sorted(rules, key=lambda r: r.title)]
+                        COLUMNS[route(rule)])
+            for rule in sorted(rules, key=lambda r: r.title) if route(rule) is not None]
 
 
 def _ids(*ids: str) -> str:
