@@ -269,11 +269,35 @@ def compile_condition(node: Any, keyword_fields: Iterable[str] = KEYWORD_FIELDS)
     raise UnsupportedRule(f"condition element {type(node).__name__} is not supported by the live evaluator")
 
 
-def or_branches(node: Any) -> list[Any]:
-    """The operands of an OR, nested ORs (`1 of selection_*`, value lists) flattened."""
+def or_branches(node: Any, distribute: bool = False) -> list[Any]:
+    """The operands of an OR, nested ORs (`1 of selection_*`, value lists) flattened. With
+    `distribute`, an AND over ORs is spread into an OR of ANDs (`1 of sel_* and not filter` is
+    `(sel_a and not filter) or (sel_b and not filter)`), up to a few branches, so that each
+    branch can be grouped by the executable it requires."""
     if isinstance(node, ConditionOR):
-        return [branch for arg in node.args for branch in or_branches(arg)]
+        return [branch for arg in node.args for branch in or_branches(arg, distribute)]
+    if distribute and isinstance(node, ConditionAND):
+        combined: list[list[Any]] = [[]]
+        for arg in node.args:
+            options = _by_basenames(or_branches(arg, distribute))
+            if len(combined) * len(options) > _MAX_BRANCHES:
+                return [node]
+            combined = [done + [option] for done in combined for option in options]
+        if len(combined) > 1:
+            return [ConditionAND(args=parts) for parts in combined]
     return [node]
+
+
+_MAX_BRANCHES = 32
+
+
+def _by_basenames(options: list[Any]) -> list[Any]:
+    """OR operands regrouped into one per distinct required basename set: spreading a value
+    list over an AND only pays where it lets the prefilter skip branches."""
+    groups: dict[frozenset[str] | None, list[Any]] = {}
+    for option in options:
+        groups.setdefault(required_basenames(option), []).append(option)
+    return [group[0] if len(group) == 1 else ConditionOR(args=group) for group in groups.values()]
 
 
 def compile_any(nodes: Iterable[Any], keyword_fields: tuple[str, ...] = KEYWORD_FIELDS) -> Matcher:
@@ -464,7 +488,7 @@ def _load_one(path: Path, text: str) -> tuple[Rule | None, list[Problem]]:
     try:
         by_keys: dict[frozenset[str] | None, list[Any]] = {}
         for condition in sigma.detection.parsed_condition:
-            for branch in or_branches(condition.parsed):
+            for branch in or_branches(condition.parsed, distribute=True):
                 by_keys.setdefault(required_basenames(branch), []).append(branch)
         branches = tuple((keys, compile_any(nodes)) for keys, nodes in by_keys.items())
     except (SigmaError, UnsupportedRule) as exc:
