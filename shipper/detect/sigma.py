@@ -264,6 +264,8 @@ def compile_condition(node: Any, keyword_fields: Iterable[str] = KEYWORD_FIELDS)
         fast = _folded_string_test([node.value], anywhere=True)
         if fast is not None:
             return _any_folded(keyword_fields, fast)
+        if _literal(node.value):
+            return _any_pattern(keyword_fields, [node.value], anywhere=True)
         test = _value_test(node.value, anywhere=True)
         return lambda fields: any(test(v) for name in keyword_fields for v in fields.values(name))
     raise UnsupportedRule(f"condition element {type(node).__name__} is not supported by the live evaluator")
@@ -304,19 +306,24 @@ def compile_any(nodes: Iterable[Any], keyword_fields: tuple[str, ...] = KEYWORD_
     """An OR. Its plain or `*`-wrapped strings are gathered per field, and its keywords, across
     selections, into one fold and one test each (see _folded_string_test): a list of values
     costs one field access, not one per value, and no regex."""
-    strings: dict[str, list[Any]] = {}
-    keywords: list[Any] = []
+    # (field names, keyword?) -> values; keywords search, field values match whole
+    strings: dict[tuple[tuple[str, ...], bool], list[Any]] = {}
+    patterns: dict[tuple[tuple[str, ...], bool], list[Any]] = {}  # strings with inner wildcards: regexes
     rest: list[Any] = []
     for node in (branch for node in nodes for branch in or_branches(node)):
-        if isinstance(node, ConditionFieldEqualsValueExpression) and _folded_string_test([node.value]):
-            strings.setdefault(node.field, []).append(node.value)
-        elif isinstance(node, ConditionValueExpression) and _folded_string_test([node.value], anywhere=True):
-            keywords.append(node.value)
+        keyword = isinstance(node, ConditionValueExpression)
+        if not keyword and not isinstance(node, ConditionFieldEqualsValueExpression):
+            rest.append(node)
+            continue
+        group = (keyword_fields if keyword else (node.field,), keyword)
+        if _folded_string_test([node.value], anywhere=keyword):
+            strings.setdefault(group, []).append(node.value)
+        elif _literal(node.value):
+            patterns.setdefault(group, []).append(node.value)
         else:
             rest.append(node)
-    parts = [_any_folded((name,), _folded_string_test(values)) for name, values in strings.items()]
-    if keywords:
-        parts.append(_any_folded(keyword_fields, _folded_string_test(keywords, anywhere=True)))
+    parts = [_any_folded(names, _folded_string_test(values, anywhere)) for (names, anywhere), values in strings.items()]
+    parts += [_any_pattern(names, values, anywhere) for (names, anywhere), values in patterns.items()]
     parts += [compile_condition(node, keyword_fields) for node in rest]
     if len(parts) == 1:
         return parts[0]
@@ -349,8 +356,37 @@ def _field_matcher(name: str, value: Any) -> Matcher:
     fast = _folded_string_test(value.values if isinstance(value, SigmaExpansion) else [value])
     if fast is not None:
         return _any_folded((name,), fast)
+    if _literal(value):
+        return _any_pattern((name,), [value])
     test = _value_test(value)
     return lambda fields: any(test(v) for v in fields.values(name))
+
+
+def _literal(value: Any) -> str:
+    """The longest plain piece of a case-insensitive string with inner wildcards, casefolded
+    ("" for anything else): a value without it cannot match."""
+    if not isinstance(value, SigmaString) or isinstance(value, SigmaCasedString) or not value.contains_special():
+        return ""
+    return max((part.casefold() for part in value.s if isinstance(part, str)), key=len, default="")
+
+
+def _any_pattern(names: tuple[str, ...], values: list[Any], anywhere: bool = False) -> Matcher:
+    """Strings like `a*b?c` (regexes), each tried only on a value holding its longest plain
+    piece: one fold per value, then substring tests, a fraction of a regex each (keyword rules
+    run on every log line)."""
+    guarded = [(_literal(value), _value_test(value, anywhere)) for value in values]
+
+    def any_value(fields: Fields) -> bool:
+        for name in names:
+            for value in fields.values(name):
+                if isinstance(value, _TEXT):
+                    folded = str(value).casefold()
+                    for needle, test in guarded:
+                        if needle in folded and test(value):
+                            return True
+        return False
+
+    return any_value
 
 
 # ------------------------------------------------------------------ prefilter

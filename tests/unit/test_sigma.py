@@ -341,3 +341,16 @@ def test_rules_on_the_process_name_are_grouped_by_it(tmp_path):
                 doc = {"process": {k: v for k, v in process.items() if v is not None}}
                 fired = bool(engine.judge(Event("e", "t", "processes", doc)).verdicts)
                 assert fired is rule.matches(doc), doc
+
+
+def test_keywords_and_message_values_in_one_or_keep_their_meanings(tmp_path):
+    """Keywords search anywhere in `message`, a `message:` value matches the whole message;
+    gathered into one OR they must not borrow each other's meaning."""
+    matches = matcher(tmp_path, """
+      keywords: ['history -c', 'ln -sf /dev/null *sh_history']
+      whole: {message: ['exact line', 'rm *syslog']}
+      condition: keywords or whole""")
+    for message, expected in [("$ HISTORY -C now", True), ("x; ln -sf /dev/null ~/.bash_history; y", True),
+                              ("exact line", True), ("an exact line", False), ("rm /var/log/syslog", True),
+                              ("sudo rm /var/log/syslog", False), ("ln -sf /dev/zero .bash_history", False)]:
+        assert matches({"message": message}) is expected, message
