@@ -109,7 +109,7 @@ def lucene_regex(pattern: str) -> str:
             char = "\\" + char
         out.append(char)
         index += 1
-    return ("" if start else ".*") + "".join(out) + ("" if end else ".*")
+    return ("" if start else ".*") + "(" + "".join(out) + ")" + ("" if end else ".*")
 
 
 @dataclass(frozen=True)
