@@ -118,7 +118,10 @@ def _parser() -> argparse.ArgumentParser:
         rules_group, "lint", _rules_lint, "report every problem in rule files, with file:line",
         "Parse every .yml/.yaml Sigma rule under DIR (or the given files) with pySigma and compile it for "
         "the live evaluator. Reports YAML errors, unknown modifiers, bad conditions, missing ids or levels "
-        "and duplicate ids, each with file:line. Exits 1 if any.",
+        "and duplicate ids, each with file:line. Exits 1 if any. Warns (exit 0) about rules that load but "
+        "cannot fire as written: a logsource the shipper does not produce (the rule is ignored), a field "
+        "its category's events never carry (after the SigmaHQ field mapping); says where a rule with no "
+        "category is routed.",
     )
     lint.add_argument("paths", nargs="+", metavar="DIR|FILE", help="rule files or directories")
     test = command(
@@ -216,13 +219,23 @@ def _spool_replay(args: argparse.Namespace, config: Config) -> int:
 def _rules_lint(args: argparse.Namespace, config: Config) -> int:
     from pathlib import Path
 
+    from .detect.lint import routing_note, rule_warnings
     from .detect.sigma import load_rules
 
     rules, problems = load_rules([Path(p) for p in args.paths])
     for problem in problems:
         print(problem)
+    warned = 0
+    for rule in rules:
+        note, warnings = routing_note(rule), rule_warnings(rule)
+        if note:
+            print(note)
+        for warning in warnings:
+            print(warning)
+        warned += bool(warnings)
     count = len(problems)
-    summary = f"{len(rules)} rule{'s' * (len(rules) != 1)} ok, {count} problem{'s' * (count != 1)}"
+    summary = (f"{len(rules)} rule{'s' * (len(rules) != 1)} loaded, {warned} with warnings, "
+               f"{count} problem{'s' * (count != 1)}")
     print(summary, file=sys.stderr if problems else sys.stdout)
     return 1 if problems else 0
 

@@ -13,6 +13,7 @@ equal what it generates. `shipper setup --kibana URL` imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass
@@ -21,9 +22,10 @@ from typing import Any
 
 from sigma.backends.elasticsearch import LuceneBackend
 from sigma.collection import SigmaCollection
+from sigma.types import SigmaRegularExpression
 
 from .detect.engine import (BUILTIN_RULES, CONTAINER_CONFIG, CONTAINER_EVENT, CONTAINER_EXEC, CONTAINER_LOG,
-                            CONTAINER_STATS, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION)
+                            CONTAINER_STATS, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION, route)
 from .detect.sigma import Rule, load_rules
 from .detect.stateful import AnomalyDetector, MiningDetector, PortScanDetector
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
@@ -61,11 +63,53 @@ class _Lucene(LuceneBackend):
     unbound_value_str_expression = 'message:"{value}"'
     field_not_exists_expression = "(*:* NOT _exists_:{field})"
 
+    def convert_condition_field_eq_val_re(self, cond, state):
+        value = cond.value
+        lucene = SigmaRegularExpression(lucene_regex(value.regexp.to_plain()), set(value.flags))
+        return super().convert_condition_field_eq_val_re(dataclasses.replace(cond, value=lucene), state)
+
     def convert_condition_not(self, cond, state):
         # Lucene reads `a OR NOT b` as "a, and never b": a negation stands alone only
         # as "everything except", so it is spelled out.
         converted = super().convert_condition_not(cond, state)
         return f"(*:* {converted})" if isinstance(converted, str) else converted
+
+
+_CLASSES = {"s": " \t\n\r\f\v", "d": "0-9", "w": "a-zA-Z0-9_"}
+_LUCENE_OPERATORS = set('"<>#@&~')  # literal in Python's syntax, operators in Lucene's
+
+
+def lucene_regex(pattern: str) -> str:
+    """A Sigma (Python) regex as Lucene's regex syntax with the same meaning: Sigma searches
+    anywhere in the value where Lucene matches the whole value; Lucene has no `(?:` or `\\s`
+    and reads `"<>#@&~` as operators."""
+    start = pattern.startswith("^")
+    end = pattern.endswith("$") and not pattern.endswith("\\$")
+    body = pattern[int(start):len(pattern) - int(end)]
+    out, index, in_class = [], 0, False
+    while index < len(body):
+        char = body[index]
+        if char == "\\" and index + 1 < len(body):
+            escaped = body[index + 1]
+            if escaped in _CLASSES:
+                out.append(_CLASSES[escaped] if in_class else f"[{_CLASSES[escaped]}]")
+            else:
+                out.append(char + escaped)
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif body.startswith("(?:", index):
+            out.append("(")
+            index += 3
+            continue
+        if char in _LUCENE_OPERATORS:
+            char = "\\" + char
+        out.append(char)
+        index += 1
+    return ("" if start else ".*") + "(" + "".join(out) + ")" + ("" if end else ".*")
 
 
 @dataclass(frozen=True)
@@ -79,9 +123,10 @@ class SavedSearch:
 
 
 def rule_query(rule: Rule) -> str:
-    """The rule as a Lucene query over the events its category judges."""
+    """The rule as a Lucene query over the events its category judges. `rule.sigma` is the rule
+    as loaded, SigmaHQ field mapping applied (detect/sigmahq.py), as the live evaluator sees it."""
     converted = _Lucene().convert(SigmaCollection([rule.sigma]))
-    return f"({CATEGORY_SCOPE[rule.sigma.logsource.category]}) AND ({converted[0]})"
+    return f"({CATEGORY_SCOPE[route(rule)]}) AND ({converted[0]})"
 
 
 def _id(key: str) -> str:
@@ -90,8 +135,8 @@ def _id(key: str) -> str:
 
 def rule_searches(rules: list[Rule]) -> list[SavedSearch]:
     return [SavedSearch(_id(f"rule:{rule.id}"), f"Rule: {rule.title}", rule.description, rule_query(rule),
-                        COLUMNS[rule.sigma.logsource.category])
-            for rule in sorted(rules, key=lambda r: r.title)]
+                        COLUMNS[route(rule)])
+            for rule in sorted(rules, key=lambda r: r.title) if route(rule) is not None]
 
 
 def _ids(*ids: str) -> str:

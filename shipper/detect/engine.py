@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
 from .policy import Allowlist, Throttle
-from .sigma import Rule, load_rules
+from .sigma import Fields, Rule, RuleSet, load_rules
 from .stateful import AnomalyDetector, Detector, MiningDetector, PortScanDetector
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ RULES_FOR = {CONTAINER_EXEC: (CONTAINER_EXEC, PROCESS_CREATION)}
 
 def rule_categories(category: str) -> tuple[str, ...]:
     return RULES_FOR.get(category, (category,))
+PRODUCED_CATEGORIES = frozenset({CONTAINER_LOG, CONTAINER_CONFIG, CONTAINER_EXEC, CONTAINER_EVENT,
+                                 *_SOURCE_CATEGORIES.values()})
+# products whose logs the shipper sees: a rule for another product (windows, aws, ...) is ignored
+_PRODUCTS = (None, "linux", "docker")
 
 
 def category_of(event: Event) -> str:
@@ -61,6 +65,27 @@ def category_of(event: Event) -> str:
     return _SOURCE_CATEGORIES.get(event.source, event.source)
 
 
+def route(rule: Rule) -> str | None:
+    """The category whose events `rule` judges, or None when the shipper produces nothing it
+    could match: a category or service we do not produce, another product. A rule with no
+    category whose detection is only keywords searches container log lines, as on a syslog."""
+    logsource = rule.sigma.logsource
+    if logsource.product not in _PRODUCTS:
+        return None
+    if logsource.category is not None:
+        return logsource.category if logsource.category in PRODUCED_CATEGORIES and logsource.service is None else None
+    if logsource.service is None and only_keywords(rule):
+        return CONTAINER_LOG
+    return None
+
+
+def only_keywords(rule: Rule) -> bool:
+    def items(detection):
+        for item in detection.detection_items:
+            yield from items(item) if hasattr(item, "detection_items") else (item,)
+    return all(item.field in (None, "message") for d in rule.sigma.detection.detections.values() for item in items(d))
+
+
 class RulesEngine:
     """Rules by category, then stateful detectors, then allowlists and throttling."""
 
@@ -68,9 +93,11 @@ class RulesEngine:
                  detectors: Iterable[Detector] = (), allowlist: Allowlist | None = None,
                  throttle: Throttle | None = None):
         self.metrics = metrics
-        self.by_category: dict[str, list[Rule]] = defaultdict(list)
+        self.by_category: dict[str, RuleSet] = defaultdict(RuleSet)
         for rule in rules:
-            self.by_category[rule.sigma.logsource.category or CONTAINER_EVENT].append(rule)
+            category = route(rule)
+            if category is not None:  # `shipper rules lint` says which rules are ignored, and why
+                self.by_category[category].add(rule)
         self._containers = containers
         self.detectors = list(detectors)
         self.allowlist = allowlist or Allowlist(())
@@ -82,8 +109,10 @@ class RulesEngine:
         rules, problems = load_rules(([BUILTIN_RULES] if builtin else []) + list(paths))
         if problems:
             raise ConfigError(problems)
-        log.info("rules loaded", extra={"rules": len(rules), "categories": sorted({r.sigma.logsource.category for r in rules})})
-        return cls(rules, containers, metrics, **policy)
+        engine = cls(rules, containers, metrics, **policy)
+        log.info("rules loaded", extra={"rules": len(engine.rules), "ignored": len(rules) - len(engine.rules),
+                                        "categories": sorted(engine.by_category)})
+        return engine
 
     @classmethod
     def from_config(cls, detection: DetectionConfig, containers=None, *, metrics=None,
@@ -111,15 +140,14 @@ class RulesEngine:
         return doc
 
     def judge(self, event: Event) -> Event:
-        categories = rule_categories(category_of(event))
-        rules = self.by_category.get(categories[0])
-        if len(categories) > 1:  # a `docker exec` command is judged as a process creation too, even one gone at once
-            rules = [rule for category in categories for rule in self.by_category.get(category, ())]
+        # a `docker exec` command is judged as a process creation too, even one gone at once
+        rule_sets = [self.by_category[c] for c in rule_categories(category_of(event)) if c in self.by_category]
         stateful = self.detectors and event.source in _DETECTOR_SOURCES
-        if not rules and not stateful:
+        if not any(rule_sets) and not stateful:
             return event
         doc = self.view(event)
-        verdicts = self._rule_verdicts(rules or (), doc)
+        fields = Fields(doc)
+        verdicts = self._rule_verdicts([pair for rules in rule_sets for pair in rules.candidates(fields)], fields)
         if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
             verdicts += self._detector_verdicts(doc, event, verdicts)
         verdicts = self._apply_policy(verdicts, doc, event.container_id)
@@ -130,13 +158,15 @@ class RulesEngine:
             return event
         return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
 
-    def _rule_verdicts(self, rules: Iterable[Rule], doc: dict[str, Any]) -> list[Verdict]:
+    def _rule_verdicts(self, candidates: Iterable[tuple[Rule, Callable]], fields: Fields) -> list[Verdict]:
         verdicts = []
+        matched: set[str] = set()
         broken = []
-        for rule in rules:
+        for rule, branch in candidates:  # a rule is several entries when its condition is an OR
             try:
-                if rule.matches(doc):
-                    verdicts.append(_verdict(rule, doc))
+                if rule.id not in matched and branch(fields):
+                    matched.add(rule.id)
+                    verdicts.append(_verdict(rule, fields.document))
             except Exception:  # a broken rule must not stop shipping
                 log.exception("rule raised and is disabled; shipping goes on", extra={"rule_id": rule.id, "rule": rule.title})
                 broken.append(rule)

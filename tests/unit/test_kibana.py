@@ -99,3 +99,15 @@ def test_import_speaks_the_saved_objects_api(tmp_path):
     assert "kibana: updated index-pattern logs-shipper.events-*" in lines
     assert "kibana: created dashboard Shipper: container security" in lines
     assert lines[-1] == f"kibana: {len(saved_objects())} saved objects imported, 0 failed"
+
+
+def test_sigma_regexes_become_lucene_regexes_with_the_same_meaning():
+    from shipper.kibana import lucene_regex
+
+    assert lucene_regex("-D") == ".*(-D).*"  # Sigma searches, Lucene matches the whole value
+    assert lucene_regex("a|b") == ".*(a|b).*"
+    assert lucene_regex("^curl$") == "(curl)"
+    assert lucene_regex(r"(?:\s-O\s)") == ".*(([ \t\n\r\f\v]-O[ \t\n\r\f\v])).*"
+    assert lucene_regex(r"[^-\s]x") == ".*([^- \t\n\r\f\v]x).*"
+    assert lucene_regex('"a"@b') == '.*(\\"a\\"\\@b).*'
+    assert lucene_regex(r"\d+\.\w") == ".*([0-9]+\\.[a-zA-Z0-9_]).*"

