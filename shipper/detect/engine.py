@@ -37,6 +37,10 @@ PROCESS_CREATION = "process_creation"
 NETWORK_CONNECTION = "network_connection"
 FILE_EVENT = "file_event"
 CONTAINER_STATS = "container_stats"
+# the Docker host and its images: the engine's settings, an image's provenance, scanner findings
+HOST_CONFIG = "host_config"
+IMAGE_CONFIG = "image_config"
+VULNERABILITY = "vulnerability"
 _SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
                       "stats": CONTAINER_STATS}
 _DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
@@ -51,8 +55,16 @@ def category_of(event: Event) -> str:
             return CONTAINER_CONFIG
         if action == "exec_start":
             return CONTAINER_EXEC
+        if action == "pull":
+            return IMAGE_CONFIG
         return CONTAINER_EVENT
     return _SOURCE_CATEGORIES.get(event.source, event.source)
+
+
+def judged_categories(event: Event) -> tuple[str, ...]:
+    """Whose rules judge the event: its category's, and for a container start its image's too."""
+    category = category_of(event)
+    return (category, IMAGE_CONFIG) if category == CONTAINER_CONFIG else (category,)
 
 
 class RulesEngine:
@@ -105,7 +117,10 @@ class RulesEngine:
         return doc
 
     def judge(self, event: Event) -> Event:
-        rules = self.by_category.get(category_of(event))
+        category = category_of(event)
+        rules = self.by_category.get(category)
+        if category == CONTAINER_CONFIG and IMAGE_CONFIG in self.by_category:
+            rules = (rules or []) + self.by_category[IMAGE_CONFIG]
         stateful = self.detectors and event.source in _DETECTOR_SOURCES
         if not rules and not stateful:
             return event
@@ -196,11 +211,19 @@ def _verdict(rule: Rule, doc: dict[str, Any]) -> Verdict:
         reason=f"{rule.title}: {_subject(doc)}",
         tactic=f"{TACTICS[tactic]} {tactic.replace('_', ' ').title()}" if tactic else None,
         technique=rule.techniques[0] if rule.techniques else None,
+        remediation=rule.sigma.custom_attributes.get("remediation"),
+        benchmark=_text(rule.sigma.custom_attributes.get("docker_bench")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _subject(doc: dict[str, Any]) -> str:
     container = doc.get("container", {})
+    if not container:  # the host or an image: the event's message says which
+        return doc.get("message", "")[:300]
     name = container.get("name") or container.get("id", "")[:12] or "host"
     what = doc.get("process", {}).get("command_line") or doc.get("message") or ""
     return f"container {name}" + (f": {what[:200]}" if what else "")
