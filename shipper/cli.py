@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
         "Exits 1 when it is unhealthy or not running.",
     )
 
+    audit = command(
+        commands, "audit", _audit, "audit the Docker host, its running containers and their images once",
+        "Audit the Docker engine (listeners and TLS, socket permissions, daemon defaults), the configuration "
+        "of every running container and its image (tag or digest, registry, age, user, HEALTHCHECK) with the "
+        "same rules `shipper run` uses, and print one row per finding. Exits 1 when --fail-on is given and a "
+        "finding is at least that severe, so a CI job can gate on it.",
+    )
+    audit.add_argument("--format", dest="output_format", choices=["table", "json", "ndjson"], default="table",
+                       help="table (default), one JSON object, or one JSON finding per line")
+    audit.add_argument("--fail-on", choices=["low", "medium", "high", "critical"], metavar="LEVEL",
+                       help="exit 1 if any finding is LEVEL or worse (low, medium, high, critical)")
+    audit.add_argument("--ship", action="store_true",
+                       help="also index the audit's events into Elasticsearch, as `shipper run` would")
+
     spool_group = group("spool", "inspect or replay the disk spool")
     command(spool_group, "status", _spool_status, "what waits in the spool")
     command(
@@ -188,6 +202,12 @@ def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
     written = generate(Path(args.out))
     print(f"wrote {written} ({len(saved_objects())} saved objects)")
     return 0
+
+
+def _audit(args: argparse.Namespace, config: Config) -> int:
+    from .audit import run_audit
+
+    return run_audit(config, fmt=args.output_format, fail_on=args.fail_on, ship=args.ship)
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:
