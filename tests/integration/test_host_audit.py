@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -155,15 +156,18 @@ def test_running_shipper_audits_the_host_and_again_on_reload(es, second_engine, 
     assert count(es, shipper.index, audits) == 2, shipper.log_tail()
 
 
-def test_image_referenced_by_digest_or_by_tag(docker_client, test_image, run_container):
+def test_image_referenced_by_digest_or_by_tag(docker_client, test_image, run_container, monkeypatch):
     run_id = uuid.uuid4().hex[:10]
     labels = {"shipper.test.audit": run_id}
     image_id = docker_client.images.get(test_image).id
     by_tag = run_container(["sleep", "120"], labels=labels)
     by_id = run_container(["sleep", "120"], image=image_id, labels=labels)
     config = load_config(None, overrides=[f"docker.include.labels=shipper.test.audit={run_id}"])
-    out = io.StringIO()
-    run_audit(config, fmt="json", out=out, err=io.StringIO())
+    monkeypatch.setattr("shipper.audit.PROGRESS_FROM", 1)  # "many containers", here: any
+    out, err = io.StringIO(), io.StringIO()
+    run_audit(config, fmt="json", out=out, err=err)
+    done, total = re.fullmatch(r"audited (\d+)/(\d+) containers", err.getvalue().splitlines()[-1]).groups()
+    assert done == total and int(total) >= 2  # progress on stderr, not in the JSON
     findings = json.loads(out.getvalue())["findings"]
     tagged = {f["check"] for f in findings if by_tag.name in f["object"]}
     pinned = {f["check"] for f in findings if by_id.name in f["object"]}
