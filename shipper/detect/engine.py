@@ -41,6 +41,8 @@ CONTAINER_STATS = "container_stats"
 HOST_CONFIG = "host_config"
 IMAGE_CONFIG = "image_config"
 VULNERABILITY = "vulnerability"
+# snapshots of a state, not streams of repeats: each audit or report is judged whole, never throttled
+_SNAPSHOTS = frozenset({HOST_CONFIG, VULNERABILITY})
 _SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
                       "stats": CONTAINER_STATS}
 _DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
@@ -128,7 +130,7 @@ class RulesEngine:
         verdicts = self._rule_verdicts(rules or (), doc)
         if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
             verdicts += self._detector_verdicts(doc, event, verdicts)
-        verdicts = self._apply_policy(verdicts, doc, event.container_id)
+        verdicts = self._apply_policy(verdicts, doc, event.container_id, throttled=category not in _SNAPSHOTS)
         own = doc.get("shipper")
         if own is not None and own is not event.fields.get("shipper"):  # a detector annotated the event
             event = dataclasses.replace(event, fields={**event.fields, "shipper": own})
@@ -162,13 +164,14 @@ class RulesEngine:
                     self.metrics.detector_errors.labels(detector.info.key).inc()
         return found
 
-    def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None) -> list[Verdict]:
+    def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None,
+                      throttled: bool = True) -> list[Verdict]:
         kept = []
         for verdict in verdicts:
             if self.allowlist.allows(verdict, doc) is not None:
                 self._count("alerts_allowlisted", verdict)
                 continue
-            admitted = self.throttle.admit(verdict, container_id)
+            admitted = self.throttle.admit(verdict, container_id) if throttled else verdict
             if admitted is None:
                 self._count("alerts_suppressed", verdict)
                 continue

@@ -163,6 +163,7 @@ class VulnerabilitiesSource(Source):
         self._changed: queue.Queue[Path] = queue.Queue()
         self._observer = None
         self._digests: dict[str, frozenset[str]] = {}
+        self._sent: set[str] = set()  # ids already emitted: a rescan sends only what is new (a restart resends, 409s)
         self.reports = 0
         self.findings = 0
 
@@ -208,11 +209,14 @@ class VulnerabilitiesSource(Source):
                 if path.exists():
                     log.warning("vulnerability: report skipped", extra={"error": str(exc)})
                 continue
-            events = report_events(report, path, running, time.time())
+            events = [e for e in report_events(report, path, running, time.time()) if e.id not in self._sent]
             self.reports += 1
             self.findings += len(events)
             if events:
                 emit(Batch(self.name, events))
+                if len(self._sent) > 1_000_000:
+                    self._sent.clear()
+                self._sent.update(e.id for e in events)
 
     def running(self) -> list[RunningContainer]:
         out = []

@@ -153,7 +153,9 @@ def test_running_shipper_audits_the_host_and_again_on_reload(es, second_engine, 
     deadline = time.monotonic() + 60
     while count(es, shipper.index, audits) < 2 and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert count(es, shipper.index, audits) == 2, shipper.log_tail()
+    hits = es.search(index=shipper.index, query=audits)["hits"]["hits"]
+    assert len(hits) == 2, shipper.log_tail()
+    assert all(hit["_source"]["rule"]["name"] == TCP_RULE for hit in hits)  # the reload's audit is judged whole too
 
 
 def test_image_referenced_by_digest_or_by_tag(docker_client, test_image, run_container, monkeypatch):
@@ -178,11 +180,16 @@ def test_image_referenced_by_digest_or_by_tag(docker_client, test_image, run_con
 
 @pytest.mark.skipif(not TRIVY.is_dir(), reason=f"the Trivy corpus {TRIVY} is absent")
 def test_trivy_report_joined_to_a_running_container(es, docker_client, test_image, run_container, shippers, tmp_path):
+    """Also: every generated Kibana search finds exactly what the live evaluator judged, on host,
+    image and vulnerability documents alike."""
+    from tests.scenarios.searches import check_searches
+
     reports = tmp_path / "reports"
     reports.mkdir()
-    shipper = shippers(f"sources.vulnerabilities.directory={reports}", "sources.host_config.enabled=false",
+    shipper = shippers(f"sources.vulnerabilities.directory={reports}", "detection.images.enabled=true",
                        subdir="shipper").start()
     target = run_container(["sleep", "120"], labels=shipper.labels)
+    pinned = run_container(["sleep", "120"], image=docker_client.images.get(test_image).id, labels=shipper.labels)
     image = docker_client.images.get(test_image)
     report = json.loads((TRIVY / "debian-buster.json").read_text())
     report["Metadata"]["ImageID"] = image.id  # only the image's identity is rewritten: the scan is Trivy's
@@ -204,3 +211,30 @@ def test_trivy_report_joined_to_a_running_container(es, docker_client, test_imag
     assert critical["shipper"]["vulnerability"]["fixed_version"] == "2.0.5-1+deb10u1"
     assert critical["event"]["kind"] == "alert" and critical["rule"]["name"] == VULN_RULE
     assert docs["CVE-2019-18276"]["event"]["kind"] == "event"  # low, and no fix: no alert
+    starts = {"bool": {"filter": [{"term": {"event.action": "start"}},
+                                  {"terms": {"container.id": [target.id, pinned.id]}}]}}
+    deadline = time.monotonic() + 30
+    while (count(es, shipper.index, starts) < 2 or count(es, shipper.index, {"term": {"event.dataset": "shipper.host_config"}}) < 1) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    tag_rule = {hit["_source"]["container"]["id"]: TAG_RULE in {v["rule"]["name"] for v in hit["_source"]["shipper"]["verdicts"]}
+                for hit in es.search(index=shipper.index, query=starts)["hits"]["hits"]}
+    assert tag_rule == {target.id: True, pinned.id: False}
+    assert check_searches(es, shipper.index) == []
+
+
+def test_image_pull_is_judged(docker_client, test_image):
+    """No registry answers here, so the engine's pull event is written as the engine sends it;
+    its image is the real one, inspected by the real engine."""
+    from shipper.app import image_checker
+    from shipper.containers import ContainerCache
+    from shipper.detect.engine import RulesEngine
+    from shipper.sources.docker_events import DockerEventsSource
+
+    source = DockerEventsSource(docker_client, ContainerCache(docker_client),
+                                images=image_checker(load_config(None), docker_client))
+    event = source.to_event({"Type": "image", "Action": "pull", "Actor": {"ID": test_image, "Attributes": {"name": test_image}},
+                             "timeNano": time.time_ns()})
+    assert event.fields["shipper"]["image"]["id"] == docker_client.images.get(test_image).id
+    fired = {v.rule_name for v in RulesEngine.from_paths([]).judge(event).verdicts}
+    assert fired == {TAG_RULE, "Image runs as root by default", "Image has no HEALTHCHECK"}

@@ -108,3 +108,13 @@ def test_root_dir_permissions(engine, tmp_path):
     assert (too_open in fired(engine, info=info)) == (os.stat(root).st_uid != 0)
     os.chmod(root, 0o777)
     assert too_open in fired(engine, info=info)
+
+
+def test_each_audit_is_judged_whole_even_with_throttling_on():
+    from shipper.detect.policy import Throttle
+
+    engine = RulesEngine.from_paths([], throttle=Throttle(60))
+    facts = EngineFacts(info=INFO, args=parse_dockerd_args(["dockerd", "-H", "tcp://127.0.0.1:2375"]))
+    first, reload = (Event(str(n), "2026-11-29T00:00:00Z", "host_config", {"shipper": {"engine": engine_fields(facts)}})
+                     for n in range(2))
+    assert {v.rule_name for v in engine.judge(first).verdicts} == {v.rule_name for v in engine.judge(reload).verdicts}

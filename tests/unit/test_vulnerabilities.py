@@ -71,3 +71,15 @@ def test_other_json_is_refused(tmp_path):
     path.write_text('{"bomFormat": "CycloneDX"}')
     with pytest.raises(ReportError, match="not a Trivy JSON report"):
         read_report(path)
+
+
+def test_every_finding_alerts_even_with_throttling_on():
+    """Throttling is for streams of repeats; two CVEs in one container are two findings, not a repeat."""
+    from shipper.detect.policy import Throttle
+
+    engine = RulesEngine.from_paths([], lambda cid: None, throttle=Throttle(60))
+    data = report("busybox-with-lockfile.json")
+    data["Results"][0]["Vulnerabilities"].append({**data["Results"][0]["Vulnerabilities"][0], "VulnerabilityID": "CVE-0000-0001"})
+    running = [RunningContainer("c1", data["Metadata"]["ImageID"], frozenset())]
+    alerts = [e for e in report_events(data, Path("b.json"), running, 0.0) if engine.judge(e).verdicts]
+    assert len(alerts) == 2
