@@ -79,7 +79,7 @@ def findings_of(events: list[Event], containers: Callable[[str], Any]) -> list[F
             subject = f"container {meta.name} ({meta.image})" if meta else f"container {event.container_id[:12]}"
         else:
             engine = event.fields.get("shipper", {}).get("engine", {})
-            subject = f"engine {', '.join(engine.get('listeners', []))}"
+            subject = f"engine {', '.join(engine.get('listeners', [])) or engine.get('id') or '?'}"
         for verdict in event.verdicts:
             found.append(Finding(verdict.severity.name.lower(), verdict.rule_name, verdict.rule_id, verdict.benchmark,
                                  subject, verdict.reason, verdict.remediation))

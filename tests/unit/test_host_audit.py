@@ -24,7 +24,7 @@ def engine():
 
 def fired(engine, argv=(), daemon_json=None, info=None) -> set[str]:
     facts = EngineFacts(info={**INFO, **(info or {})}, args=parse_dockerd_args(["dockerd", *argv]),
-                        daemon_json=daemon_json or {})
+                        daemon_json=daemon_json or {}, pid=4242)
     event = Event("id", "2026-11-29T00:00:00Z", "host_config", {"shipper": {"engine": engine_fields(facts)}})
     return {v.rule_name for v in engine.judge(event).verdicts}
 
@@ -114,7 +114,34 @@ def test_each_audit_is_judged_whole_even_with_throttling_on():
     from shipper.detect.policy import Throttle
 
     engine = RulesEngine.from_paths([], throttle=Throttle(60))
-    facts = EngineFacts(info=INFO, args=parse_dockerd_args(["dockerd", "-H", "tcp://127.0.0.1:2375"]))
+    facts = EngineFacts(info=INFO, args=parse_dockerd_args(["dockerd", "-H", "tcp://127.0.0.1:2375"]), pid=4242)
     first, reload = (Event(str(n), "2026-11-29T00:00:00Z", "host_config", {"shipper": {"engine": engine_fields(facts)}})
                      for n in range(2))
     assert {v.rule_name for v in engine.judge(first).verdicts} == {v.rule_name for v in engine.judge(reload).verdicts}
+
+
+def test_an_engine_whose_process_is_not_visible_is_judged_on_what_docker_info_says(engine):
+    """A remote engine (docker.url=tcp://...), or /proc not the host's: no guess about listeners or flags."""
+    facts = EngineFacts(info=INFO)
+    fields = engine_fields(facts)
+    assert "listeners" not in fields and "no_new_privileges" not in fields
+    event = Event("id", "2026-11-29T00:00:00Z", "host_config", {"shipper": {"engine": fields}})
+    assert {v.rule_name for v in engine.judge(event).verdicts} == {
+        "Docker engine without user namespace remapping", "Docker engine without live-restore",
+        "Docker engine without an authorization plugin"}
+
+
+def test_gather_finds_this_hosts_dockerd(tmp_path):
+    """With a fake /proc holding two dockerd: the one whose data root `docker info` names is chosen."""
+    from shipper.hostaudit import gather
+
+    for pid, argv in ((100, ["dockerd", "--data-root", "/srv/other"]),
+                      (200, ["dockerd", "-H", "tcp://127.0.0.1:2375", "--config-file", str(tmp_path / "d.json")]),
+                      (300, ["sleep", "1"])):
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "comm").write_text(argv[0] + "\n")
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (tmp_path / "d.json").write_text('{"live-restore": true}')
+    facts = gather({**INFO, "DockerRootDir": "/var/lib/docker"}, proc_root=str(tmp_path))
+    assert facts.pid == 200 and facts.args["hosts"] == ["tcp://127.0.0.1:2375"]
+    assert facts.daemon_json == {"live-restore": True} and facts.problems == []
