@@ -168,16 +168,22 @@ class VulnerabilitiesSource(Source):
         self.findings = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._observer = Observer()
-        self._observer.schedule(_Changed(self._changed), str(self.directory), recursive=False)
-        self._observer.start()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._observer = Observer()
+            self._observer.schedule(_Changed(self._changed), str(self.directory), recursive=False)
+            self._observer.start()
+        except OSError as exc:
+            log.error("vulnerability: cannot watch sources.vulnerabilities.directory %s: %s; reports are not read",
+                      self.directory, exc.strerror or exc)
+            return
         try:
             while not self._closed.is_set():
                 self._read(sorted(self.directory.glob("*.json")), emit)
                 self._wait_for_changes(emit)
         finally:
             self._observer.stop()
+            self._observer.join(5)
 
     def _wait_for_changes(self, emit: Emit) -> None:
         """Read each changed report as it comes, until the next full rescan is due."""

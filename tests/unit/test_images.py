@@ -69,3 +69,20 @@ def test_rules_judge_the_facts(engine):
 def test_an_image_gone_still_judges_its_name(engine):
     facts = image_facts("app:1", None, ImagePolicy(), NOW)
     assert fired(engine, facts) == {"Image referenced by tag, not digest"}
+
+
+def test_image_findings_on_a_start_are_allowlisted_like_any_rule():
+    from shipper.config import ExceptionConfig
+    from shipper.detect.policy import Allowlist
+
+    engine = RulesEngine.from_paths([], allowlist=Allowlist([ExceptionConfig(
+        rules=["Image has no HEALTHCHECK"], images=["registry.example.com/batch/*"], reason="jobs, not services")]))
+    facts = image_facts("registry.example.com/batch/report:3", attrs(user="1000"), ImagePolicy(), NOW)
+
+    def start(image: str) -> set[str]:
+        event = Event("id", "2026-11-29T00:00:00Z", "docker_events",
+                      {"event": {"action": "start"}, "container": {"image": {"name": image, "tag": ["3"]}}, "shipper": {"image": facts}})
+        return {v.rule_name for v in engine.judge(event).verdicts}
+
+    assert start("registry.example.com/batch/report") == {"Image referenced by tag, not digest"}
+    assert start("registry.example.com/web") == {"Image referenced by tag, not digest", "Image has no HEALTHCHECK"}
