@@ -141,7 +141,8 @@ def test_audit_ships_the_finding_to_elasticsearch(es, second_engine):
 
 
 def test_running_shipper_audits_the_host_and_again_on_reload(es, second_engine, shippers):
-    shipper = shippers(f"docker.url={second_engine['url']}", "sources.host_config.interval=3600").start()
+    shipper = shippers(f"docker.url={second_engine['url']}", "sources.host_config.enabled=true",
+                       "sources.host_config.interval=3600").start()
     audits = {"term": {"event.dataset": "shipper.host_config"}}
     deadline = time.monotonic() + 60
     while count(es, shipper.index, audits) < 1 and time.monotonic() < deadline:
@@ -187,7 +188,7 @@ def test_trivy_report_joined_to_a_running_container(es, docker_client, test_imag
     reports = tmp_path / "reports"
     reports.mkdir()
     shipper = shippers(f"sources.vulnerabilities.directory={reports}", "detection.images.enabled=true",
-                       subdir="shipper").start()
+                       "sources.host_config.enabled=true", subdir="shipper").start()
     target = run_container(["sleep", "120"], labels=shipper.labels)
     pinned = run_container(["sleep", "120"], image=docker_client.images.get(test_image).id, labels=shipper.labels)
     image = docker_client.images.get(test_image)
