@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     command(
         commands, "run", _run, "watch containers, judge what they do, ship it to Elasticsearch",
         "Follow every selected container's log, the engine's events, its processes and connections "
-        "(/proc), its file changes (inotify) and its resource use, judge each event with the Sigma rules "
+        "(/proc), its file changes (inotify) and its resource use, audit the engine's own configuration (hourly and "
+        "on every reload) and read Trivy reports dropped in sources.vulnerabilities.directory, judge each event with the Sigma rules "
         "and the detectors, and index them into logs-shipper.events-<namespace> (or send them to Logstash; "
         "alerts also to a webhook). Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
         "Run `shipper setup` once first.",
@@ -121,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         "Convert every built-in rule to a Lucene query with pySigma's Elasticsearch backend, scoped to the "
         "events its category judges, and write one saved search per rule, the category searches (all alerts, "
         "processes, network and scans, crypto-mining, file tampering, misconfiguration, exec sessions, "
-        "anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
+        "host configuration, vulnerable running images, anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
         "write nothing and exit 1 if DIR/shipper.ndjson differs from what would be written.",
     )
     generate.add_argument("--out", default="kibana", metavar="DIR", help="directory (default: kibana)")
