@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import grp
 import json
-import logging
 import os
 import pwd
 import socket
@@ -18,8 +17,6 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DEFAULT_DATA_ROOT = "/var/lib/docker"
@@ -47,7 +44,7 @@ def parse_dockerd_args(argv: list[str]) -> dict[str, Any]:
         if not word.startswith("-") or word in ("-", "--"):
             continue
         name, sep, value = word.lstrip("-").partition("=")
-        if not sep and word.startswith("-") and not word.startswith("--") and len(name) > 1 and name[0] in _SHORT_NAMES:
+        if not sep and not word.startswith("--") and len(name) > 1 and name[0] in _SHORT_NAMES:
             name, value, sep = name[0], name[1:], "="  # -Hunix:///... is -H unix:///...
         name = _SHORT_NAMES.get(name, name)
         if name in _BOOLEAN_FLAGS:
