@@ -17,6 +17,7 @@ from .containers import BothSelectors, ContainerCache, Selector, Watched
 from .detect.engine import RulesEngine
 from .document import DocumentWriter, events_stream
 from .errors import ServiceUnavailable, ShipperError
+from .images import ImageChecker, ImagePolicy
 from .metrics import Metrics, MonitorServer
 from .pipeline import Pipeline, PipelineSettings
 from .sinks.elasticsearch import ElasticsearchSink
@@ -27,6 +28,8 @@ from .sources.base import Source
 from .sources.docker_events import DockerEventsSource
 from .sources.docker_logs import DockerLogsSource
 from .sources.files import FilesSource
+from .sources.host_config import HostConfigSource
+from .sources.vulnerabilities import VulnerabilitiesSource
 from .sources.processes import ProcessesSource
 from .sources.stats import StatsSource
 
@@ -76,7 +79,7 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
             poll_interval=logs.poll_interval, start_at=logs.start_at,
         ))
     if config.sources.docker_events.enabled:
-        sources.append(DockerEventsSource(client, cache))
+        sources.append(DockerEventsSource(client, cache, images=image_checker(config, client)))
     processes = config.sources.processes
     if processes.enabled:
         sources.append(ProcessesSource(watched, interval=processes.interval, network=processes.network,
@@ -93,7 +96,20 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
                                    watch_dev=files.watch_dev))
     if config.sources.stats.enabled:
         sources.append(StatsSource(watched, interval=config.sources.stats.interval))
+    host = config.sources.host_config
+    if host.enabled:
+        sources.append(HostConfigSource(client, host.interval, host.proc_root, host.daemon_config))
+    vulnerabilities = config.sources.vulnerabilities
+    if vulnerabilities.directory:
+        sources.append(VulnerabilitiesSource(client, vulnerabilities.directory, vulnerabilities.rescan_interval))
     return sources
+
+
+def image_checker(config: Config, client: docker.DockerClient) -> ImageChecker | None:
+    images = config.detection.images
+    if not images.enabled:
+        return None
+    return ImageChecker(client, ImagePolicy(tuple(images.allowed_registries), images.max_age_days))
 
 
 def make_sink(config: Config, metrics: Metrics):

@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     command(
         commands, "run", _run, "watch containers, judge what they do, ship it to Elasticsearch",
         "Follow every selected container's log, the engine's events, its processes and connections "
-        "(/proc), its file changes (inotify) and its resource use, judge each event with the Sigma rules "
+        "(/proc), its file changes (inotify) and its resource use, audit the engine's own configuration (hourly and "
+        "on every reload) and read Trivy reports dropped in sources.vulnerabilities.directory, judge each event with the Sigma rules "
         "and the detectors, and index them into logs-shipper.events-<namespace> (or send them to Logstash; "
         "alerts also to a webhook). Runs until SIGTERM/SIGINT, then flushes and checkpoints. "
         "Run `shipper setup` once first.",
@@ -93,6 +94,20 @@ def _parser() -> argparse.ArgumentParser:
         "Exits 1 when it is unhealthy or not running.",
     )
 
+    audit = command(
+        commands, "audit", _audit, "audit the Docker host, its running containers and their images once",
+        "Audit the Docker engine (listeners and TLS, socket permissions, daemon defaults), the configuration "
+        "of every running container and its image (tag or digest, registry, age, user, HEALTHCHECK) with the "
+        "same rules `shipper run` uses, and print one row per finding. Exits 1 when --fail-on is given and a "
+        "finding is at least that severe, so a CI job can gate on it.",
+    )
+    audit.add_argument("--format", dest="output_format", choices=["table", "json", "ndjson"], default="table",
+                       help="table (default), one JSON object, or one JSON finding per line")
+    audit.add_argument("--fail-on", choices=["low", "medium", "high", "critical"], metavar="LEVEL",
+                       help="exit 1 if any finding is LEVEL or worse (low, medium, high, critical)")
+    audit.add_argument("--ship", action="store_true",
+                       help="also index the audit's events into Elasticsearch, as `shipper run` would")
+
     spool_group = group("spool", "inspect or replay the disk spool")
     command(spool_group, "status", _spool_status, "what waits in the spool")
     command(
@@ -107,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
         "Convert every built-in rule to a Lucene query with pySigma's Elasticsearch backend, scoped to the "
         "events its category judges, and write one saved search per rule, the category searches (all alerts, "
         "processes, network and scans, crypto-mining, file tampering, misconfiguration, exec sessions, "
-        "anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
+        "host configuration, vulnerable running images, anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
         "write nothing and exit 1 if DIR/shipper.ndjson differs from what would be written.",
     )
     generate.add_argument("--out", default="kibana", metavar="DIR", help="directory (default: kibana)")
@@ -191,6 +206,12 @@ def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
     written = generate(Path(args.out))
     print(f"wrote {written} ({len(saved_objects())} saved objects)")
     return 0
+
+
+def _audit(args: argparse.Namespace, config: Config) -> int:
+    from .audit import run_audit
+
+    return run_audit(config, fmt=args.output_format, fail_on=args.fail_on, ship=args.ship)
 
 
 def _status(args: argparse.Namespace, config: Config) -> int:

@@ -160,12 +160,28 @@ class StatsConfig:
 
 
 @dataclass(frozen=True)
+class HostConfigConfig:
+    enabled: bool = True
+    interval: float = _check(_positive, 3600.0)  # seconds between audits of the engine (and on every reload)
+    daemon_config: str | None = None  # daemon.json; None: dockerd's --config-file, else /etc/docker/daemon.json
+    proc_root: str = "/proc"  # the host's /proc, where dockerd's command line is read
+
+
+@dataclass(frozen=True)
+class VulnerabilitiesConfig:
+    directory: str | None = None  # where `trivy image -f json` reports are dropped; None: off
+    rescan_interval: float = _check(_positive, 300.0)  # read every report again, to join newly started containers
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     docker_logs: DockerLogsConfig = field(default_factory=DockerLogsConfig)
     docker_events: DockerEventsConfig = field(default_factory=DockerEventsConfig)
     processes: ProcessesConfig = field(default_factory=ProcessesConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    host_config: HostConfigConfig = field(default_factory=HostConfigConfig)
+    vulnerabilities: VulnerabilitiesConfig = field(default_factory=VulnerabilitiesConfig)
 
 
 @dataclass(frozen=True)
@@ -212,6 +228,13 @@ class AnomalyConfig:
 
 
 @dataclass(frozen=True)
+class ImagesConfig:
+    enabled: bool = True  # provenance facts on container starts and image pulls, for the image_config rules
+    allowed_registries: list[str] = field(default_factory=list)  # e.g. [registry.example.com]; empty: any
+    max_age_days: float = _check(_positive, 365.0)  # an image built longer ago than this is outdated
+
+
+@dataclass(frozen=True)
 class DetectionConfig:
     enabled: bool = True
     builtin_rules: bool = True
@@ -221,6 +244,7 @@ class DetectionConfig:
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     anomaly: AnomalyConfig = field(default_factory=AnomalyConfig)
+    images: ImagesConfig = field(default_factory=ImagesConfig)
 
 
 @dataclass(frozen=True)

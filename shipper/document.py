@@ -101,6 +101,8 @@ def _add_verdicts(doc: dict[str, Any], event: Event) -> None:
         doc["threat"] = threat
     doc.setdefault("shipper", {})
     doc["shipper"] = {**doc["shipper"], "verdicts": [v.as_dict() for v in verdicts]}
+    if top.remediation:
+        doc["shipper"]["remediation"] = top.remediation
 
 
 def deadletter_document(original: bytes, status: int, error: dict[str, Any], namespace: str, index: str) -> dict[str, Any]:

@@ -26,6 +26,34 @@ PRIORITY = 250  # above the stock `logs` template (100) of the full distribution
 FALLBACKS = {"constant_keyword": "keyword", "match_only_text": "text", "wildcard": "keyword"}
 
 KW = "keyword"
+# The Docker host and image audits and the scanner findings (issue 14).
+HOST_AUDIT_FIELDS: dict[str, Any] = {
+    "event.provider": KW, "shipper.remediation": KW,
+    "shipper.verdicts.remediation": KW, "shipper.verdicts.benchmark": KW,
+    **{f"shipper.engine.{name}": KW for name in ("id", "version", "config_file", "listeners", "tcp_listeners",
+                                                 "log_driver", "authorization_plugins", "problems")},
+    "shipper.engine.pid": "long",
+    **{f"shipper.engine.{name}": "boolean" for name in (
+        "tls", "tls_verify", "tcp_without_tls", "tcp_tls_without_verify", "userns_remap", "rootless", "live_restore",
+        "icc_on_default_bridge", "no_new_privileges", "log_size_limited", "authorization", "experimental",
+        "socket_world_writable", "socket_foreign_group_writable", "sockets.world_writable",
+        "sockets.foreign_group_writable", "root_dir.too_open")},
+    **{f"shipper.engine.{where}.{name}": KW for where in ("sockets", "root_dir")
+       for name in ("path", "mode", "owner", "group")},
+    **{f"shipper.engine.{where}.{name}": "long" for where in ("sockets", "root_dir") for name in ("uid", "gid")},
+    **{f"shipper.image.{name}": KW for name in ("reference", "registry", "repo_digests", "id", "user")},
+    **{f"shipper.image.{name}": "boolean" for name in ("pinned", "registry_allowed", "runs_as_root", "healthcheck",
+                                                       "outdated")},
+    "shipper.image.created": "date", "shipper.image.age_days": "float",
+    "vulnerability.id": KW, "vulnerability.severity": KW, "vulnerability.description": "match_only_text",
+    "vulnerability.reference": KW, "vulnerability.scanner.vendor": KW, "vulnerability.category": KW,
+    "vulnerability.enumeration": KW, "vulnerability.report_id": KW, "vulnerability.classification": KW,
+    "vulnerability.score.base": "float", "vulnerability.score.version": KW,
+    "package.version": KW, "package.type": KW, "package.reference": KW,
+    **{f"shipper.vulnerability.{name}": KW for name in ("fixed_version", "status", "target", "image.id", "image.name",
+                                                        "image.repo_digests", "report")},
+    "shipper.vulnerability.fix_available": "boolean", "shipper.vulnerability.scanned_at": "date",
+}
 # ECS fields the shipper writes, dotted name -> type. Everything else dynamic: strings as keyword.
 EVENT_FIELDS: dict[str, Any] = {
     "@timestamp": "date_nanos",
@@ -97,6 +125,7 @@ EVENT_FIELDS: dict[str, Any] = {
     "shipper.deadletter.error": {"type": "object", "enabled": False},
     "docker.event.type": KW, "docker.event.action": KW, "docker.event.attributes": "flattened",
     "docker.signal": KW, "docker.old_name": KW, "docker.health_status": KW,
+    **HOST_AUDIT_FIELDS,
 }
 DYNAMIC_TEMPLATES = [{"strings_as_keyword": {"match_mapping_type": "string",
                                              "mapping": {"type": "keyword", "ignore_above": 1024}}}]

@@ -25,7 +25,8 @@ from sigma.collection import SigmaCollection
 from sigma.types import SigmaRegularExpression
 
 from .detect.engine import (BUILTIN_RULES, CONTAINER_CONFIG, CONTAINER_EVENT, CONTAINER_EXEC, CONTAINER_LOG,
-                            CONTAINER_STATS, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION, route)
+                            CONTAINER_STATS, FILE_EVENT, HOST_CONFIG, IMAGE_CONFIG, NETWORK_CONNECTION,
+                            PROCESS_CREATION, VULNERABILITY, route)
 from .detect.sigma import Rule, load_rules
 from .detect.stateful import AnomalyDetector, MiningDetector, PortScanDetector
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
@@ -40,7 +41,10 @@ CATEGORY_SCOPE = {
     CONTAINER_LOG: "event.dataset:shipper.docker_logs",
     CONTAINER_CONFIG: "event.dataset:shipper.docker_events AND event.action:start",
     CONTAINER_EXEC: "event.dataset:shipper.docker_events AND event.action:exec_start",
-    CONTAINER_EVENT: "event.dataset:shipper.docker_events AND NOT event.action:(start OR exec_start)",
+    CONTAINER_EVENT: "event.dataset:shipper.docker_events AND NOT event.action:(start OR exec_start OR pull)",
+    IMAGE_CONFIG: "event.dataset:shipper.docker_events AND event.action:(start OR pull)",
+    HOST_CONFIG: "event.dataset:shipper.host_config",
+    VULNERABILITY: "event.dataset:shipper.vulnerability",
     PROCESS_CREATION: "event.dataset:shipper.processes OR (event.dataset:shipper.docker_events AND event.action:exec_start)",
     NETWORK_CONNECTION: "event.dataset:shipper.network",
     FILE_EVENT: "event.dataset:shipper.files",
@@ -55,6 +59,10 @@ COLUMNS = {
     NETWORK_CONNECTION: ["container.name", "process.name", "destination.ip", "destination.port"],
     FILE_EVENT: ["container.name", "event.action", "file.path", "file.hash.sha256"],
     CONTAINER_STATS: ["container.name", "container.cpu.cores", "container.pids", "shipper.anomaly.score"],
+    IMAGE_CONFIG: ["container.name", "shipper.image.reference", "shipper.image.registry", "event.reason"],
+    HOST_CONFIG: ["host.name", "shipper.engine.listeners", "event.reason", "shipper.remediation"],
+    VULNERABILITY: ["container.name", "vulnerability.id", "vulnerability.severity", "package.name", "package.version",
+                    "shipper.vulnerability.fixed_version"],
 }
 ALERT_COLUMNS = ["container.name", "rule.name", "event.severity", "event.reason"]
 
@@ -167,6 +175,15 @@ def category_searches(rules: list[Rule]) -> list[SavedSearch]:
         ("exec-sessions", "Exec sessions", "Every docker exec, flagged or not.",
          "event.dataset:shipper.docker_events AND event.action:exec_start",
          ["container.name", "process.command_line", "process.user.name", "shipper.exec.tty", "rule.name"]),
+        ("host-configuration", "Host configuration",
+         "Findings of the Docker engine audit (listeners and TLS, socket, daemon defaults), with what to do.",
+         f"{alert} AND event.dataset:shipper.host_config",
+         ["host.name", "rule.name", "event.severity", "shipper.remediation", "shipper.engine.listeners"]),
+        ("vulnerable-running-images", "Vulnerable running images",
+         "Critical and high vulnerabilities with a fix, in the images of running containers (Trivy reports).",
+         "event.dataset:shipper.vulnerability AND vulnerability.severity:(CRITICAL OR HIGH) "
+         "AND shipper.vulnerability.fix_available:true AND _exists_:container.id",
+         COLUMNS[VULNERABILITY]),
         ("anomalies", "Resource anomalies", "Stats samples the anomaly model scored as unlike the image's baseline.",
          f"{alert} AND shipper.verdicts.{_ids(AnomalyDetector.info.id)}",
          ALERT_COLUMNS + ["shipper.anomaly.score", "container.cpu.cores", "container.pids"]),

@@ -39,6 +39,8 @@ class Verdict:
     technique: str | None = None  # e.g. "T1059"
     risk_score: float | None = None
     suppressed: int = 0  # repeats of this (rule, container) throttled since the previous alert
+    remediation: str | None = None  # what to do about it (the rule's `remediation`)
+    benchmark: str | None = None  # the docker-bench / CIS Docker Benchmark check it answers, e.g. "2.7"
 
     def as_dict(self) -> dict[str, Any]:
         out = {
@@ -55,6 +57,10 @@ class Verdict:
             out["risk_score"] = self.risk_score
         if self.suppressed:
             out["suppressed"] = self.suppressed
+        if self.remediation:
+            out["remediation"] = self.remediation
+        if self.benchmark:
+            out["benchmark"] = self.benchmark
         return out
 
 

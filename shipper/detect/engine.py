@@ -37,17 +37,23 @@ PROCESS_CREATION = "process_creation"
 NETWORK_CONNECTION = "network_connection"
 FILE_EVENT = "file_event"
 CONTAINER_STATS = "container_stats"
+# the Docker host and its images: the engine's settings, an image's provenance, scanner findings
+HOST_CONFIG = "host_config"
+IMAGE_CONFIG = "image_config"
+VULNERABILITY = "vulnerability"
+# snapshots of a state, not streams of repeats: each audit or report is judged whole, never throttled
+_SNAPSHOTS = frozenset({HOST_CONFIG, VULNERABILITY})
 _SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
                       "stats": CONTAINER_STATS}
 _DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
 # the rule categories that judge an event of a category: a `docker exec` command is a process creation too
-RULES_FOR = {CONTAINER_EXEC: (CONTAINER_EXEC, PROCESS_CREATION)}
+RULES_FOR = {CONTAINER_EXEC: (CONTAINER_EXEC, PROCESS_CREATION), CONTAINER_CONFIG: (CONTAINER_CONFIG, IMAGE_CONFIG)}
 
 
 def rule_categories(category: str) -> tuple[str, ...]:
     return RULES_FOR.get(category, (category,))
-PRODUCED_CATEGORIES = frozenset({CONTAINER_LOG, CONTAINER_CONFIG, CONTAINER_EXEC, CONTAINER_EVENT,
-                                 *_SOURCE_CATEGORIES.values()})
+PRODUCED_CATEGORIES = frozenset({CONTAINER_LOG, CONTAINER_CONFIG, CONTAINER_EXEC, CONTAINER_EVENT, IMAGE_CONFIG,
+                                 HOST_CONFIG, VULNERABILITY, *_SOURCE_CATEGORIES.values()})
 # products whose logs the shipper sees: a rule for another product (windows, aws, ...) is ignored
 _PRODUCTS = (None, "linux", "docker")
 
@@ -61,6 +67,8 @@ def category_of(event: Event) -> str:
             return CONTAINER_CONFIG
         if action == "exec_start":
             return CONTAINER_EXEC
+        if action == "pull":
+            return IMAGE_CONFIG
         return CONTAINER_EVENT
     return _SOURCE_CATEGORIES.get(event.source, event.source)
 
@@ -84,6 +92,11 @@ def only_keywords(rule: Rule) -> bool:
         for item in detection.detection_items:
             yield from items(item) if hasattr(item, "detection_items") else (item,)
     return all(item.field in (None, "message") for d in rule.sigma.detection.detections.values() for item in items(d))
+
+
+def judged_categories(event: Event) -> tuple[str, ...]:
+    """Whose rules judge the event (see RULES_FOR)."""
+    return rule_categories(category_of(event))
 
 
 class RulesEngine:
@@ -140,8 +153,10 @@ class RulesEngine:
         return doc
 
     def judge(self, event: Event) -> Event:
-        # a `docker exec` command is judged as a process creation too, even one gone at once
-        rule_sets = [self.by_category[c] for c in rule_categories(category_of(event)) if c in self.by_category]
+        # a `docker exec` command is judged as a process creation too, even one gone at once; a container's
+        # start by its image's rules too
+        categories = judged_categories(event)
+        rule_sets = [self.by_category[c] for c in categories if c in self.by_category]
         stateful = self.detectors and event.source in _DETECTOR_SOURCES
         if not any(rule_sets) and not stateful:
             return event
@@ -150,7 +165,7 @@ class RulesEngine:
         verdicts = self._rule_verdicts([pair for rules in rule_sets for pair in rules.candidates(fields)], fields)
         if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
             verdicts += self._detector_verdicts(doc, event, verdicts)
-        verdicts = self._apply_policy(verdicts, doc, event.container_id)
+        verdicts = self._apply_policy(verdicts, doc, event.container_id, throttled=categories[0] not in _SNAPSHOTS)
         own = doc.get("shipper")
         if own is not None and own is not event.fields.get("shipper"):  # a detector annotated the event
             event = dataclasses.replace(event, fields={**event.fields, "shipper": own})
@@ -186,13 +201,14 @@ class RulesEngine:
                     self.metrics.detector_errors.labels(detector.info.key).inc()
         return found
 
-    def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None) -> list[Verdict]:
+    def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None,
+                      throttled: bool = True) -> list[Verdict]:
         kept = []
         for verdict in verdicts:
             if self.allowlist.allows(verdict, doc) is not None:
                 self._count("alerts_allowlisted", verdict)
                 continue
-            admitted = self.throttle.admit(verdict, container_id)
+            admitted = self.throttle.admit(verdict, container_id) if throttled else verdict
             if admitted is None:
                 self._count("alerts_suppressed", verdict)
                 continue
@@ -235,11 +251,19 @@ def _verdict(rule: Rule, doc: dict[str, Any]) -> Verdict:
         reason=f"{rule.title}: {_subject(doc)}",
         tactic=f"{TACTICS[tactic]} {tactic.replace('_', ' ').title()}" if tactic else None,
         technique=rule.techniques[0] if rule.techniques else None,
+        remediation=rule.sigma.custom_attributes.get("remediation"),
+        benchmark=_text(rule.sigma.custom_attributes.get("docker_bench")),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _subject(doc: dict[str, Any]) -> str:
     container = doc.get("container", {})
+    if not container:  # the host or an image: the event's message says which
+        return doc.get("message", "")[:300]
     name = container.get("name") or container.get("id", "")[:12] or "host"
     what = doc.get("process", {}).get("command_line") or doc.get("message") or ""
     return f"container {name}" + (f": {what[:200]}" if what else "")

@@ -18,6 +18,7 @@ import docker
 import docker.errors
 
 from ..containers import ContainerCache
+from ..images import ImageChecker
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, close_quietly
 
@@ -58,9 +59,10 @@ def _timestamp(event: dict[str, Any]) -> str:
 class DockerEventsSource(Source):
     name = "docker_events"
 
-    def __init__(self, client: docker.DockerClient, cache: ContainerCache):
+    def __init__(self, client: docker.DockerClient, cache: ContainerCache, images: ImageChecker | None = None):
         self.client = client
         self.cache = cache
+        self.images = images  # provenance facts of started and pulled images (None: not checked)
         self._closed = threading.Event()
         self._stream = None
         self.seen = 0
@@ -112,6 +114,8 @@ class DockerEventsSource(Source):
         elif kind == "image":
             fields["event"].update(category=["package"], type=_IMAGE_KINDS.get(action, ["info"]))
             fields["package"] = {"name": attributes.get("name") or actor.get("ID", "")}
+            if action == "pull" and self.images is not None:
+                fields["shipper"] = {"image": self.images.facts(actor.get("ID", ""))}
         else:
             fields["event"].update(category=["host"], type=["info"])
         return Event(
@@ -129,6 +133,8 @@ class DockerEventsSource(Source):
             meta = self.cache.get(container_id)
             if meta is not None:
                 fields["container"] = {"security": meta.audit}
+                if self.images is not None:
+                    fields["shipper"] = {"image": self.images.facts(meta.image, meta.attrs.get("Image"))}
         elif action in ("die", "exec_die") and "exitCode" in attributes:
             fields["process"] = {"exit_code": int(attributes["exitCode"])}
         elif action == "kill" and "signal" in attributes:

@@ -14,7 +14,7 @@ import json
 
 from elasticsearch import Elasticsearch, helpers
 
-from shipper.detect.engine import BUILTIN_RULES, category_of, rule_categories
+from shipper.detect.engine import BUILTIN_RULES, judged_categories
 from shipper.detect.sigma import load_rules
 from shipper.kibana import category_searches, rule_query
 from shipper.model import Event
@@ -29,7 +29,8 @@ def _source_of(doc: dict) -> str:
     dataset = doc.get("event", {}).get("dataset", "")
     return {"shipper.docker_logs": "docker_logs", "shipper.docker_events": "docker_events",
             "shipper.processes": "processes", "shipper.network": "network", "shipper.files": "files",
-            "shipper.stats": "stats"}.get(dataset, dataset)
+            "shipper.stats": "stats", "shipper.host_config": "host_config",
+            "shipper.vulnerability": "vulnerability"}.get(dataset, dataset)
 
 
 def _flagged(doc: dict) -> set[str]:
@@ -47,8 +48,7 @@ def check_searches(es: Elasticsearch, index: str) -> list[str]:
     for rule in rules:
         category = rule.sigma.logsource.category
         expected = {doc_id for doc_id, doc in docs.items()
-                    if category in rule_categories(category_of(Event(doc_id, "", _source_of(doc), doc)))
-                    and rule.matches(doc)}
+                    if category in judged_categories(Event(doc_id, "", _source_of(doc), doc)) and rule.matches(doc)}
         found = _ids(es, index, rule_query(rule))
         if found != expected:
             problems_found.append(f"{rule.path.stem}: search found {len(found)}, evaluator {len(expected)}; "
@@ -94,6 +94,10 @@ def _category_predicates(rules) -> dict:
         "Container misconfiguration": lambda d: alert(d) and dataset(d) == "shipper.docker_events" and action(d) == "start",
         "Exec sessions": lambda d: dataset(d) == "shipper.docker_events" and action(d) == "exec_start",
         "Resource anomalies": lambda d: alert(d) and AnomalyDetector.info.id in _flagged(d),
+        "Host configuration": lambda d: alert(d) and dataset(d) == "shipper.host_config",
+        "Vulnerable running images": lambda d: (
+            dataset(d) == "shipper.vulnerability" and d["vulnerability"]["severity"] in ("CRITICAL", "HIGH")
+            and d["shipper"]["vulnerability"]["fix_available"] and bool(d.get("container", {}).get("id"))),
     }
 
 

@@ -38,7 +38,7 @@ def test_objects_are_well_formed_and_cover_every_rule():
         assert [r["id"] for r in search["references"]][0] in by_id  # its data view exists
     dashboard = next(o for o in objects if o["type"] == "dashboard")
     panels = json.loads(dashboard["attributes"]["panelsJSON"])
-    assert len(panels) == len(dashboard["references"]) == 9
+    assert len(panels) == len(dashboard["references"]) == 11
     assert all(r["id"] in by_id for r in dashboard["references"])
 
 
