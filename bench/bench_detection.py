@@ -13,7 +13,8 @@ Writes bench/results/detection.json and the "Detection" section of docs/benchmar
   8 file_event, 5 network_connection, 15 keyword rules on log lines (auditd and the
   other services are ignored).
 - sampling: N idle containers (`sleep`) on the test bed's engine; the processes
-  (0.5 s), files and stats (10 s) sources run at their defaults in this process for
+  (the kernel's exec events, and /proc every 0.5 s), files (inotify on each upper layer
+  and /dev) and stats (10 s) sources run at their defaults in this process for
   `--seconds`; CPU % of one core is this process's CPU time over wall time, minus the
   same measured with no container. Needs the test bed (scripts/testbed.sh up).
 """
@@ -133,7 +134,8 @@ def write_report(payload: dict) -> None:
         rows += [f"| {kind} | {value:,} |" for kind, value in sigmahq.items() if kind != "rules"]
     baseline = payload["sampling"][0]["cpu_percent_of_one_core"]
     measured = f" (measured {payload['sampling_date']})" if "sampling_date" in payload else ""
-    rows += ["", f"Sampling idle containers{measured} (processes every 0.5 s, files by inotify, stats every 10 s), CPU % of one "
+    rows += ["", f"Watching idle containers{measured} (processes: the kernel's exec events, plus /proc every 0.5 s; "
+             "files: inotify on each upper layer and /dev; stats every 10 s), CPU % of one "
              f"core above the {baseline}% the sources use with no container:", "",
              "| idle containers | CPU % of one core | events in the window |", "| ---: | ---: | ---: |"]
     rows += [f"| {s['containers']} | {round(s['cpu_percent_of_one_core'] - baseline, 2)} | {s['events']} |"
