@@ -112,6 +112,18 @@ class ShipperProcess:
             return "(no log)"
 
 
+def audit_state() -> tuple:
+    """The kernel audit subsystem's settings and rules: a shipper with audit on must put them back."""
+    from shipper.sources import netlink
+
+    control = netlink.AuditControl()
+    try:
+        status = control.status()
+        return status.enabled, status.backlog_limit, sorted(control.rules())
+    finally:
+        control.close()
+
+
 def count(es: Elasticsearch, index: str, query: dict | None = None) -> int:
     """Documents in `index` now; 0 while it does not exist or its shard is still starting (503)."""
     tolerant = es.options(ignore_status=(404, 503))

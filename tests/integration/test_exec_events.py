@@ -13,22 +13,13 @@ import pytest
 
 from shipper.sources import netlink
 
-from .shipper_proc import ShipperProcess, count
+from .shipper_proc import ShipperProcess, audit_state, count
 
 ARCH = netlink.machine_arch()
 # execve/execveat, socket(AF_PACKET), symlink/symlinkat, fchmodat with a setuid/setgid mode, and chmod where it exists
 RULES = 4 + bool(ARCH and ARCH.chmods_mode_a1)
 STORM_LOOPS = 3
 STORM_EXECS_PER_LOOP = 12_000
-
-
-def audit_state() -> tuple:
-    control = netlink.AuditControl()
-    try:
-        status = control.status()
-        return status.enabled, status.backlog_limit, sorted(control.rules())
-    finally:
-        control.close()
 
 
 def shipper_rules(pid: int) -> int:

@@ -4,20 +4,9 @@ The action -> verdict latency is reported (printed in the CI log), not asserted:
 
 from __future__ import annotations
 
-from shipper.sources import netlink
-
+from ..integration.shipper_proc import audit_state
 from .searches import check_searches
 from .suite import report, run_suite
-
-
-def audit_state() -> tuple:
-    """The audit subsystem's settings and rules, to prove the shipper puts them back."""
-    control = netlink.AuditControl()
-    try:
-        status = control.status()
-        return status.enabled, status.backlog_limit, sorted(control.rules())
-    finally:
-        control.close()
 
 # This sandbox has refused privileged containers on some days ("unable to apply caps"):
 # then that one scenario is reported as refused, and its rule is proven by test_detection.
