@@ -113,6 +113,7 @@ class ExecWatch:
         self._restore: dict[str, int] = {}
         self._assembler = netlink.AuditAssembler()
         self._container_of: dict[int, str | None] = {}  # host pid -> container id (None: known not ours)
+        self._heard: set[int] = set()  # pids whose fork or exec we were told of: ours to report, not the sampler's
         self._names: dict[int, str] = {}
         self._runc: dict[int, str] = {}  # host runc processes -> the container they create or exec into
         self._runtime: set[int] = set()  # `runc init` processes in a container: the runtime, until they exec
@@ -256,6 +257,10 @@ class ExecWatch:
         """The name a process of a watched container last had, while it lives (and shortly after)."""
         return self._names.get(pid)
 
+    def heard_of(self, pid: int) -> bool:
+        """Whether the kernel told us of this process's birth or exec (then its execs are reported from here)."""
+        return pid in self._heard
+
     def place(self, pid: int, container_id: str) -> None:
         """What the sampler found in a container's cgroup: seeds the map for processes started before us."""
         self._container_of.setdefault(pid, container_id)
@@ -294,6 +299,7 @@ class ExecWatch:
             except OSError as exc:
                 if exc.errno != errno.ENOBUFS:
                     raise
+                self._heard.clear()  # births and execs were lost: the sampler reports what it finds again
                 self.lost += 1
                 if self.on_lost is not None:
                     self.on_lost(1)
@@ -351,6 +357,7 @@ class ExecWatch:
             parent = self._container_of.get(event.parent)
             if parent is not None:
                 self._container_of[pid] = parent
+                self._heard.add(pid)
                 if event.parent in self._names:
                     self._names[pid] = self._names[event.parent]
             elif event.parent in self._runc:  # runc making a container's first process, or an exec's, or a hook
@@ -363,6 +370,7 @@ class ExecWatch:
             if container_id is None:
                 self._note_runc(pid)
                 return
+            self._heard.add(pid)
             if pid in self._runtime and self._is_runtime(pid, procfs.read_args(pid, self.proc_root)):
                 return
             audited = self._audited.get(pid)
@@ -381,6 +389,7 @@ class ExecWatch:
         elif event.kind == "exit":
             self._runc.pop(pid, None)
             self._runtime.discard(pid)
+            self._heard.discard(pid)
             if pid in self._container_of:
                 self._exited.append((time.monotonic() + EXIT_GRACE, pid))
 

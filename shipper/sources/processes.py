@@ -316,7 +316,12 @@ class ProcessesSource(Source):
         # A forked shell that execs a program keeps its pid: a new name means a new program.
         execed = {pid for pid, seen in track.processes.items()
                   if pid in alive and procfs.read_comm(pid, self.proc_root) not in (seen.name, None)}
-        for pid in sorted((alive - track.processes.keys()) | execed):  # parents (lower pids, usually) first
+        if self._watch is not None:  # what the kernel told of is reported from there, not twice
+            alive_unheard = {pid for pid in alive if not self._watch.heard_of(pid)}
+            execed &= alive_unheard
+        else:
+            alive_unheard = alive
+        for pid in sorted((alive_unheard - track.processes.keys()) | execed):  # parents (lower pids) first
             info = procfs.read_process(pid, self.proc_root)
             if info is None:
                 continue

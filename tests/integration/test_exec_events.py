@@ -60,6 +60,7 @@ def test_audit_settings_and_rules_are_put_back_even_after_a_crash(tmp_path, dock
     crashed.kill()
     assert shipper_rules(crashed.process.pid) == RULES
     successor = ShipperProcess(tmp_path / "b", "sources.processes.audit=true", run_id=crashed.run_id).start()
+    assert wait_for_rules(successor.process.pid) == RULES  # stale rules go before its own are added
     assert shipper_rules(crashed.process.pid) == 0
     assert "removed an audit rule left by a shipper that is gone" in successor.log_path.read_text()
     assert successor.stop() == 0
