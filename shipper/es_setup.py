@@ -101,6 +101,7 @@ EVENT_FIELDS: dict[str, Any] = {
     "shipper.host.cpu_idle_cores": "float",
     "shipper.process.script.path": KW, "shipper.process.script.name": KW, "shipper.process.script.directory": KW,
     "shipper.process.script.upper_layer": "boolean", "shipper.process.script.hash.sha256": KW,
+    "shipper.process.login_uid": "long",
     "shipper.file.setuid": "boolean", "shipper.file.setgid": "boolean", "shipper.file.during_startup": "boolean",
     "shipper.network.socket_family": KW,
     "container.memory.usage": "long", "container.memory.limit": "long", "container.pids": "long",

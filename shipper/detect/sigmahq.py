@@ -6,8 +6,9 @@ processing pipeline renames those fields, per category, to the ones our document
 carry, and turns `Initiated: 'true'/'false'` into `network.direction: egress/ingress`.
 `load_rules` applies it to every rule, so the live evaluator and the Kibana generator
 (which converts the loaded rules) see the same mapped rule. Our own rules already
-use ECS names, which the mapping leaves alone. A name with no counterpart (`LogonId`)
-stays as it is; `shipper rules lint` warns about it.
+use ECS names, which the mapping leaves alone. A name with no counterpart (`DestinationHostname`
+maps to `destination.domain`, which our network events never carry) is still mapped; `shipper rules
+lint` warns about the fields a category never carries.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ _PROCESS = {
     "CurrentDirectory": "process.working_directory",
     "ProcessId": "process.pid",
     "User": "process.user.name",
+    "LogonId": "shipper.process.login_uid",  # Sysmon for Linux: the login uid (audit's auid)
     "ParentImage": "process.parent.executable",
     "ParentCommandLine": "process.parent.command_line",
     "ParentProcessId": "process.parent.pid",

@@ -408,6 +408,11 @@ class AuditEvent:
         return decode_value(self.syscall.get("exe", ""))
 
     @property
+    def login_uid(self) -> int | None:
+        value = self.syscall.get("auid", "")
+        return int(value) if value.isdigit() and int(value) != 4294967295 else None
+
+    @property
     def uid(self) -> int | None:
         value = self.syscall.get("euid", self.syscall.get("uid"))
         return int(value) if value and value.isdigit() else None

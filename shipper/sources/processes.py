@@ -188,7 +188,7 @@ class ProcessesSource(Source):
                     info.uid if info else None),
                 executable=exe, deleted=deleted and not memfd, memfd=memfd,
                 args=audit.argv or (info.args if info else []), cwd=audit.cwd or (info.cwd if info else None),
-                stdio_sockets=info.stdio_sockets if info else (False, False, False))
+                stdio_sockets=info.stdio_sockets if info else (False, False, False), login_uid=audit.login_uid)
         elif info is None:  # gone before /proc could be read, and no audit record: what the connector knows
             info = procfs.ProcInfo(procfs.ProcStat(item.pid, item.name or "?", item.parent_pid, 0), 0, None, None,
                                    False, False, [], None, (False, False, False))
@@ -368,9 +368,14 @@ class ProcessesSource(Source):
         if failed is not None:
             fields["event"].update(type=["start"], action="exec_failed", outcome="failure")
             fields["message"] = f"exec failed ({failed}): {command_line}"[:2000]
+        own: dict[str, Any] = {}
         script = self._script(track, info)
         if script:
-            fields["shipper"] = {"process": {"script": script}}
+            own["script"] = script
+        if info.login_uid is not None:
+            own["login_uid"] = info.login_uid
+        if own:
+            fields["shipper"] = {"process": own}
         identity = (ticks, info.stat.name) if ticks else ("exec", f"{at:.6f}", info.stat.name, failed or "")
         return Event(
             id=event_id("processes", container_id, info.stat.pid, *identity),

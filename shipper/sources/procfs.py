@@ -89,6 +89,7 @@ class ProcInfo:
     args: list[str]
     cwd: str | None
     stdio_sockets: tuple[bool, bool, bool]
+    login_uid: int | None = None  # the uid the session was logged in as (audit's auid; Sysmon's LogonId); None: unset
 
 
 def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
@@ -118,7 +119,19 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
         args=args,
         cwd=_readlink(f"{base}/cwd"),
         stdio_sockets=tuple((_readlink(f"{base}/fd/{fd}") or "").startswith("socket:") for fd in (0, 1, 2)),
+        login_uid=login_uid(_read(f"{base}/loginuid")),
     )
+
+
+UNSET_LOGIN_UID = 4294967295  # (uid_t)-1: no login session (daemons, containers' processes, usually)
+
+
+def login_uid(text: str | None) -> int | None:
+    try:
+        value = int((text or "").strip())
+    except ValueError:
+        return None
+    return None if value == UNSET_LOGIN_UID else value
 
 
 def processes_started(proc_root: str = "/proc") -> int | None:

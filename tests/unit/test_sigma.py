@@ -286,12 +286,12 @@ def test_lint_warns_about_fields_the_category_never_carries(tmp_path, capsys):
     path = linux_rule(tmp_path, "{product: linux, category: process_creation}", """
         sel:
           Image|endswith: /su
-          LogonId: 0
+          TargetLogonId: 0
           process.parent.name: sshd
         condition: sel""")
     assert main(["rules", "lint", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"{path}:9: detection: warning: process_creation events never carry LogonId; tests on it never match" in out
+    assert f"{path}:9: detection: warning: process_creation events never carry TargetLogonId; tests on it never match" in out
     assert "Image" not in out and "parent" not in out
     assert main(["rules", "lint", "shipper/rules"]) == 0
     assert "0 with warnings" in capsys.readouterr().out

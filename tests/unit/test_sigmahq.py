@@ -68,16 +68,17 @@ def test_mapped_rules_name_only_our_fields(loaded):
 def test_lint_warns_about_what_cannot_fire_here(loaded, capsys):
     judged = judged_rules(loaded)
     warned = {rule.path.name: [str(w) for w in rule_warnings(rule)] for rule in judged if rule_warnings(rule)}
-    # fields no event of the category carries: a hostname, Windows' logon id, a file event's process
+    # fields no event of the category carries: a hostname, a file event's process (inotify does not say who
+    # wrote); LogonId is the login uid, which process events carry (shipper.process.login_uid)
     assert set(warned) == {
         "net_connection_lnx_crypto_mining_indicators.yml", "net_connection_lnx_domain_localtonet_tunnel.yml",
-        "net_connection_lnx_ngrok_tunnel.yml", "proc_creation_lnx_omigod_scx_runasprovider_executescript.yml",
-        "proc_creation_lnx_omigod_scx_runasprovider_executeshellcommand.yml",
+        "net_connection_lnx_ngrok_tunnel.yml",
         "file_event_lnx_persistence_sudoers_files.yml", "file_event_lnx_wget_download_file_in_tmp_dir.yml"}
     assert all(":" in w.split(" ")[0] for ws in warned.values() for w in ws)  # file:line
     share = 1 - len(warned) / len(judged)
     print(f"SigmaHQ process/file/network rules without a lint warning: {len(judged) - len(warned)}/{len(judged)} "
           f"= {share:.1%}")
+    assert share >= 0.95
     auditd = next(rule for rule in loaded if rule.sigma.logsource.service == "auditd")
     assert "ignored" in str(rule_warnings(auditd)[0])
     assert main(["rules", "lint", str(CORPUS)]) == 0  # warnings are not errors
