@@ -224,7 +224,10 @@ def _dashboard(searches: list[SavedSearch]) -> dict[str, Any]:
         references.append({"name": ref, "type": "search", "id": search.id})
     return {"id": DASHBOARD, "type": "dashboard",
             "attributes": {"title": "Shipper: container security", "description": "The category searches side by side.",
-                           "panelsJSON": json.dumps(panels), "timeRestore": False,
+                           "panelsJSON": json.dumps(panels),
+                           # opens on the last 7 days, not Kibana's default 15 minutes
+                           "timeRestore": True, "timeFrom": "now-7d", "timeTo": "now",
+                           "refreshInterval": {"pause": True, "value": 0},
                            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "",
                                                                                                "language": "lucene"},
                                                                                      "filter": []})}},
