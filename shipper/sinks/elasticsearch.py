@@ -51,6 +51,14 @@ def make_client(config: ElasticsearchConfig) -> Elasticsearch:
     return Elasticsearch(list(config.hosts), **kwargs)
 
 
+def _error_reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("reason") or error.get("type") or exc.message)[:300]
+    return str(error or exc.message)[:300]
+
+
 class _Overloaded(Exception):
     """The cluster answered 429/503 to the whole request: back off and send it again."""
 
@@ -94,6 +102,7 @@ class ElasticsearchSink(Sink):
         self.backoff = backoff
         self.max_docs = max_docs
         self.max_bytes = max_bytes
+        self._last_refusal = ""
 
     @classmethod
     def from_config(cls, config, metrics: Metrics) -> "ElasticsearchSink":
@@ -179,7 +188,9 @@ class ElasticsearchSink(Sink):
 
     def _request(self, body: bytes, index: str) -> dict[str, Any]:
         try:
-            return self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+            response = self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+            self._last_refusal = ""
+            return response
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
             raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}") from exc
         except ApiError as exc:
@@ -188,9 +199,20 @@ class ElasticsearchSink(Sink):
             # A whole-request error: down, or our credentials/privileges are wrong.
             # None of these is the documents' fault, so they wait in the spool.
             if exc.status_code in (401, 403):
-                log.error("elasticsearch: request refused (%s); check the credentials and privileges",
-                          exc.status_code, extra={"error": str(exc.message)})
+                self._refused(exc)
             raise SinkUnavailable(f"Elasticsearch answered {exc.status_code}: {exc.message}") from exc
+
+    def _refused(self, exc: ApiError) -> None:
+        """One line saying why, once per cause (a spool replay retries it every few seconds)."""
+        reason = _error_reason(exc)
+        if exc.status_code == 401:
+            what = "refused our credentials: the API key or password is wrong, expired or revoked"
+        else:
+            what = "refused the request: the user or API key lacks a privilege"
+        message = f"elasticsearch: {what} ({exc.status_code}: {reason}); events are spooled until that is fixed"
+        if message != self._last_refusal:
+            log.error(message)
+            self._last_refusal = message
 
     def _deadletter(self, refused: list[tuple[bytes, int, dict]]) -> None:
         lines = []
