@@ -129,6 +129,46 @@ docker_down() {
     rm -f "$STATE/dockerd.pid"
 }
 
+# ------------------------------------------------------------------ elasticsearch image
+
+# A stand-in for the official Elasticsearch image (no registry here), tagged with the name
+# docker-compose.elk.yml uses, so the compose test can run certs, elasticsearch and setup
+# unchanged: the distribution zip (with the bed's analysis plugin) on the python base,
+# Java 17 and curl/unzip (with their libraries) copied from this Debian host.
+ES_IMAGE=docker.elastic.co/elasticsearch/elasticsearch:$ES_VERSION
+es_image_up() {
+    local label
+    label=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$ES_IMAGE" 2>/dev/null || true)
+    if [[ $label == shipper-testbed-elasticsearch-standin ]]; then
+        say "docker: Elasticsearch stand-in $ES_IMAGE present"
+        return
+    fi
+    [[ -z $label ]] || die "$ES_IMAGE exists and is not the bed's stand-in; not replacing it"
+    local home java context file lib
+    home=$(es_fetch)
+    java=$(find_java)
+    analysis_plugin_install "$home"
+    command -v unzip >/dev/null || apt_install unzip
+    context=$(mktemp -d)
+    cp "$(dirname "${BASH_SOURCE[0]}")"/testbed/elasticsearch-image/{Dockerfile,docker-entrypoint.sh} "$context/"
+    cp -a "$home" "$context/elasticsearch"
+    printf 'cluster.name: docker-cluster\nnetwork.host: 127.0.0.1\n' >"$context/elasticsearch/config/elasticsearch.yml"
+    mkdir -p "$context/elasticsearch/data" "$context/elasticsearch/logs" "$context/java" "$context/hostfiles"
+    for file in bin conf lib release; do cp -r "$java/$file" "$context/java/"; done
+    # Debian links parts of the JDK to /etc and /usr/share: copy what the links point to
+    find "$context/java" -type l -print0 | while IFS= read -r -d "" link; do
+        if [[ -e $link ]]; then cp -L --remove-destination "$link" "$link.tmp" && mv "$link.tmp" "$link"; else rm "$link"; fi
+    done
+    for file in /usr/bin/curl /usr/bin/unzip; do
+        cp --parents -L "$file" "$context/hostfiles/"
+        for lib in $(ldd "$file" | grep -o '/[^ ]*\.so[^ ]*'); do cp --parents -L "$lib" "$context/hostfiles/"; done
+    done
+    say "docker: building the Elasticsearch stand-in $ES_IMAGE (no network)"
+    docker build -q --network none --build-arg "BASE_IMAGE=$PYTHON_BASE" -t "$ES_IMAGE" "$context" >/dev/null \
+        || { rm -rf "$context"; die "building $ES_IMAGE failed"; }
+    rm -rf "$context"
+}
+
 # ------------------------------------------------------------------ elasticsearch
 
 curl_es() { # path [curl args...]
@@ -383,7 +423,7 @@ status() {
 
 [[ $(id -u) == 0 || ${1:-} == status ]] || die "run as root: the bed starts dockerd and creates the $ES_USER user"
 case ${1:-} in
-    up) docker_up; es_up; secure_up ;;
+    up) docker_up; es_up; secure_up; es_image_up ;;
     down) secure_down; es_down; docker_down ;;
     status) status ;;
     es-stop) [[ -z ${ES_URL:-} ]] || die "ES_URL is set: not our server to stop"; es_stop ;;
