@@ -6,6 +6,11 @@
   the original document escaped and the error, the rest of the batch is indexed.
 - No answer at all (connection refused, timeout, 5xx/429 for the whole request,
   bad credentials): `SinkUnavailable`, so the caller spools the batch.
+
+`create` refuses a duplicate `_id` only within one backing index: after a rollover, an
+event indexed before it would be indexed again. So lines that may have been delivered
+before (`resent`: a spool replay, a re-read after a start) are first looked up by id in
+the whole data stream (an `ids` query, needs `read`), and those found are skipped.
 """
 
 from __future__ import annotations
@@ -59,6 +64,17 @@ def _error_reason(exc: ApiError) -> str:
     return str(error or exc.message)[:300]
 
 
+ID_LOOKUP_CHUNK = 5000  # ids per search (under index.max_result_window)
+
+
+def _line_id(line: bytes) -> str | None:
+    action, _, _ = line.partition(b"\n")
+    try:
+        return next(iter(orjson.loads(action).values())).get("_id")
+    except (orjson.JSONDecodeError, StopIteration, AttributeError):
+        return None
+
+
 class _Overloaded(Exception):
     """The cluster answered 429/503 to the whole request: back off and send it again."""
 
@@ -103,6 +119,7 @@ class ElasticsearchSink(Sink):
         self.max_docs = max_docs
         self.max_bytes = max_bytes
         self._last_refusal = ""
+        self.check_resent = True  # off once the cluster says we may not read (403)
 
     @classmethod
     def from_config(cls, config, metrics: Metrics) -> "ElasticsearchSink":
@@ -110,13 +127,15 @@ class ElasticsearchSink(Sink):
         return cls(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
                    max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes)
 
-    def write(self, lines: list[bytes]) -> BulkOutcome:
+    def write(self, lines: list[bytes], resent: bool = False) -> BulkOutcome:
         """Index `lines` (each one action line + one document line). Raises SinkUnavailable.
 
         Requests are cut at `max_bytes`/`max_docs`: one huge request would trip the
         cluster's indexing-pressure limit (429 for the whole request) every time.
         """
         outcome = BulkOutcome()
+        if resent and self.check_resent:
+            lines = self._not_yet_indexed(lines, outcome)
         chunks = list(_chunks(lines, self.max_docs, self.max_bytes))
         for number, chunk in enumerate(chunks):
             try:
@@ -126,6 +145,39 @@ class ElasticsearchSink(Sink):
                 exc.lines = (exc.lines if exc.lines is not None else chunk) + unsent
                 raise
         return outcome
+
+    def _not_yet_indexed(self, lines: list[bytes], outcome: BulkOutcome) -> list[bytes]:
+        """The lines whose `_id` is in no backing index of the stream yet."""
+        ids = [_line_id(line) for line in lines]
+        found: set[str] = set()
+        try:
+            for start in range(0, len(ids), ID_LOOKUP_CHUNK):
+                chunk = [i for i in ids[start:start + ID_LOOKUP_CHUNK] if i]
+                answer = self.client.search(index=self.index, query={"ids": {"values": chunk}}, size=len(chunk),
+                                            source=False, filter_path="hits.hits._id",
+                                            ignore_unavailable=True, allow_no_indices=True).body
+                found.update(hit["_id"] for hit in answer.get("hits", {}).get("hits", []))
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+            raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}", lines) from exc
+        except ApiError as exc:
+            if exc.status_code == 403:
+                self.check_resent = False
+                log.warning("elasticsearch: cannot look up re-sent events by id (403: no `read` on %s), so after a "
+                            "rollover a replayed event may be indexed twice; grant `read` to close that", self.index)
+                return lines
+            if exc.status_code == 401:
+                self._refused(exc)
+            if exc.status_code in (401, 429) or exc.status_code >= 500:
+                raise SinkUnavailable(f"Elasticsearch answered {exc.status_code}: {exc.message}", lines) from exc
+            log.warning("elasticsearch: looking up re-sent events by id failed (%s: %s); sending them as they are",
+                        exc.status_code, _error_reason(exc))
+            return lines
+        if not found:
+            return lines
+        outcome.duplicates += len(found)
+        self.metrics.resent_found.labels(self.name).inc(len(found))
+        self.metrics.duplicates.labels(self.name).inc(len(found))
+        return [line for line, i in zip(lines, ids) if i not in found]
 
     def _write_chunk(self, lines: list[bytes], outcome: BulkOutcome) -> None:
         pending = lines

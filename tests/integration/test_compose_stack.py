@@ -154,7 +154,8 @@ def test_compose_stack_runs_and_keeps_its_promises(docker_client, stack, run_con
 
         # `setup` made the roles and the users, and set kibana_system's password.
         roles = admin.security.get_role(name="shipper_writer,shipper_auditor")
-        assert roles["shipper_writer"]["indices"][0]["privileges"] == ["create_doc", "auto_configure"]
+        assert [(i["names"], i["privileges"]) for i in roles["shipper_writer"]["indices"]] == [
+            (["logs-shipper.*"], ["create_doc", "auto_configure"]), (["logs-shipper.events-*"], ["read"])]
         assert {"feature_discover_v2.read", "feature_dashboard_v2.read"} <= set(
             roles["shipper_auditor"]["applications"][0]["privileges"])
         assert set(admin.security.get_user(username="shipper_writer,auditor")) == {"shipper_writer", "auditor"}
@@ -178,15 +179,18 @@ def test_compose_stack_runs_and_keeps_its_promises(docker_client, stack, run_con
         shipper_env = dict(e.split("=", 1) for e in containers["shipper"].attrs["Config"]["Env"])
         assert shipper_env["SHIPPER_ELASTICSEARCH__USERNAME"] == "shipper_writer"
 
-        # The auditor can search them and cannot write; the writer cannot search.
+        # The auditor can search them and cannot write; the writer cannot delete or overwrite.
         auditor = Elasticsearch(ES_URL, ca_certs=str(ca), basic_auth=("auditor", env["AUDITOR_PASSWORD"]))
         assert auditor.count(index="logs-shipper.*", query=lines)["count"] == 40
         with pytest.raises(AuthorizationException):
             auditor.index(index=index, document={"@timestamp": "2026-01-01T00:00:00Z", "message": "forged"})
         writer_client = Elasticsearch(ES_URL, ca_certs=str(ca),
                                       basic_auth=("shipper_writer", env["SHIPPER_WRITER_PASSWORD"]))
-        with pytest.raises(AuthorizationException):
-            writer_client.search(index=index)
+        one = writer_client.search(index=index, query=lines, size=1)["hits"]["hits"][0]
+        denied = writer_client.bulk(operations=[{"delete": {"_index": one["_index"], "_id": one["_id"]}},
+                                                {"update": {"_index": one["_index"], "_id": one["_id"]}},
+                                                {"doc": {"message": "overwritten"}}])
+        assert [next(iter(item.values()))["status"] for item in denied["items"]] == [403, 403]
     finally:
         ca.unlink(missing_ok=True)
 
