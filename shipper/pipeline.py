@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from .checkpoints import Checkpoints
 from .document import DocumentWriter
+from .ecs import relocate
 from .metrics import Metrics
 from .sinks.base import Sink, SinkUnavailable
 from .sinks.spool import Spool
@@ -148,6 +149,8 @@ class Pipeline:
 
         def emit(batch: Batch) -> None:
             counter.inc(len(batch.events))
+            for event in batch.events:
+                relocate(event.fields)
             batch = self.process(batch)
             if self.alerts is not None:
                 self.alerts(batch.events)

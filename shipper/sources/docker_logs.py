@@ -31,7 +31,8 @@ from .jsonfile import JsonFileChain, Line
 log = logging.getLogger(__name__)
 
 # Shared, never mutated: the document writer copies before changing anything.
-LOG_EVENT = {"kind": "event", "category": ["process"], "type": ["info"], "dataset": "shipper.docker_logs", "module": "docker"}
+# no event.category: ECS has none for an application's own log line
+LOG_EVENT = {"kind": "event", "dataset": "shipper.docker_logs", "module": "docker"}
 FOLLOW_ACTIONS = {"create", "start", "restart"}
 
 
