@@ -57,7 +57,10 @@ def join_container(doc: dict[str, Any], event: Event, containers: ContainerLooku
     doc["container"] = moved.pop("container", {})
     if moved:
         shipper = doc.get("shipper") or {}
-        doc["shipper"] = {**shipper, "container": {**moved["shipper"]["container"], **(shipper.get("container") or {})}}
+        joined = dict(moved["shipper"]["container"])
+        for key, value in (shipper.get("container") or {}).items():  # the event's own win, object by object
+            joined[key] = {**joined[key], **value} if isinstance(value, dict) and isinstance(joined.get(key), dict) else value
+        doc["shipper"] = {**shipper, "container": joined}
 
 
 class DocumentWriter:
