@@ -50,3 +50,19 @@ def test_a_log_line_and_a_dead_letter_are_ecs():
     dead = deadletter_document(orjson.dumps(doc), 400, {"type": "mapper_parsing_exception", "reason": "bad"},
                                "default", "logs-shipper.events-default")
     assert document_problems(dead, "dead letter") == []
+
+
+def test_container_metadata_joins_under_the_events_own_fields():
+    class Meta:
+        ecs = {"id": "c1", "name": "web", "restart_count": 2,
+               "security": {"privileged": False, "user": "root"}}
+
+    start = Event(id="2", timestamp="2026-01-01T00:00:00Z", source="docker_events", container_id="c1",
+                  fields=relocate({"event": {"kind": "event", "category": ["process"], "type": ["start"]},
+                                   "container": {"security": {"privileged": True, "mounts": ["/var/run/docker.sock"]}}}))
+    doc = DocumentWriter("default", containers=lambda _id: Meta).document(start)
+    assert doc["container"] == {"id": "c1", "name": "web"}
+    assert doc["shipper"]["container"] == {"restart_count": 2, "security": {
+        "privileged": True, "user": "root", "mounts": ["/var/run/docker.sock"]}}
+    assert Meta.ecs["security"] == {"privileged": False, "user": "root"}  # the shared metadata is untouched
+    assert document_problems(doc, "start") == []
