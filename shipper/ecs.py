@@ -31,6 +31,7 @@ RELOCATED: dict[str, str] = {
     "container.disk.read.rate": "shipper.container.disk.read.rate",
     "container.disk.write.rate": "shipper.container.disk.write.rate",
     "process.host_pid": "shipper.process.host_pid",
+    "process.parent.host_pid": "shipper.process.parent.host_pid",
     "process.upper_layer": "shipper.process.upper_layer",
     "process.memfd": "shipper.process.memfd",
     "process.executable_deleted": "shipper.process.executable_deleted",
