@@ -45,7 +45,7 @@ HOST_AUDIT_FIELDS: dict[str, Any] = {
     **{f"shipper.image.{name}": "boolean" for name in ("pinned", "registry_allowed", "runs_as_root", "healthcheck",
                                                        "outdated")},
     "shipper.image.created": "date", "shipper.image.age_days": "float",
-    "vulnerability.id": KW, "vulnerability.severity": KW, "vulnerability.description": "match_only_text",
+    "vulnerability.id": KW, "vulnerability.severity": KW, "vulnerability.description": {"type": KW, "ignore_above": 8191},  # ECS: keyword
     "vulnerability.reference": KW, "vulnerability.scanner.vendor": KW, "vulnerability.category": KW,
     "vulnerability.enumeration": KW, "vulnerability.report_id": KW, "vulnerability.classification": KW,
     "vulnerability.score.base": "float", "vulnerability.score.version": KW,
