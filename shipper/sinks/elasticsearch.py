@@ -136,6 +136,8 @@ class ElasticsearchSink(Sink):
         outcome = BulkOutcome()
         if resent and self.check_resent:
             lines = self._not_yet_indexed(lines, outcome)
+            if not lines:
+                return outcome
         chunks = list(_chunks(lines, self.max_docs, self.max_bytes))
         for number, chunk in enumerate(chunks):
             try:
@@ -175,6 +177,7 @@ class ElasticsearchSink(Sink):
         if not found:
             return lines
         outcome.duplicates += len(found)
+        self.metrics.events_out.labels(self.name).inc(len(found))  # acknowledged, as a 409 is
         self.metrics.resent_found.labels(self.name).inc(len(found))
         self.metrics.duplicates.labels(self.name).inc(len(found))
         return [line for line, i in zip(lines, ids) if i not in found]
