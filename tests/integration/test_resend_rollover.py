@@ -19,6 +19,7 @@ import pytest
 from shipper.es_setup import run_setup
 
 from .shipper_proc import count, free_port, wait_for_count
+from .test_secure_cluster import LOGS_ONLY
 
 
 class AnswerLosingRelay:
@@ -75,7 +76,7 @@ def test_a_replay_after_a_rollover_indexes_nothing_twice(es, relay, run_containe
     run_setup(es)
     shipper = shippers(f"elasticsearch.hosts=http://127.0.0.1:{relay.port}", "elasticsearch.request_timeout=3",
                        # live batches go straight to _bulk (only the replay is looked up by id)
-                       "pipeline.resend_check_seconds=0", "sources.docker_events.enabled=false").start()
+                       "pipeline.resend_check_seconds=0", *LOGS_ONLY).start()
     index = shipper.index
     first = run_container(["sh", "-c", "seq 1 100 | sed 's/^/before-/'"], labels=shipper.labels)
     assert first.wait(timeout=60)["StatusCode"] == 0

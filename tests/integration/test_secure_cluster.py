@@ -86,8 +86,7 @@ def test_ships_with_a_create_only_api_key_and_spools_when_it_is_revoked(secure_e
     key = secure_es.security.create_api_key(name="shipper-test", role_descriptors={"shipper_writer": {
         "indices": [{"names": ["logs-shipper.*"], "privileges": ["create_doc", "auto_configure"]}]}})
     shipper = shippers(f"elasticsearch.hosts={SECURE_URL}", f"elasticsearch.ca_file={SECURE_DIR / 'ca.pem'}",
-                       "sources.docker_events.enabled=false",
-                       env={"SHIPPER_ELASTICSEARCH__API_KEY": key["encoded"]}).start()
+                       *LOGS_ONLY, env={"SHIPPER_ELASTICSEARCH__API_KEY": key["encoded"]}).start()
     try:
         container = run_container(["sh", "-c", "seq 1 200 | sed 's/^/key-/'"], labels=shipper.labels)
         assert container.wait(timeout=60)["StatusCode"] == 0
