@@ -34,6 +34,7 @@ from pathlib import Path
 
 from shipper.config import DetectionConfig
 from shipper.detect.engine import RulesEngine
+from shipper.ecs import relocate
 from shipper.model import Event, event_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,8 @@ IMAGE = os.environ.get("SHIPPER_TEST_IMAGE", "shipper-testbed/busybox:1")
 
 def sample_events() -> dict[str, list[Event]]:
     def event(source: str, fields: dict, n: int) -> Event:
-        return Event(event_id(source, n), "2026-11-28T00:00:00.000Z", source, fields, container_id=f"c{n % 20}")
+        # as the pipeline hands them to detection: custom fields under shipper.* (shipper/ecs.py)
+        return Event(event_id(source, n), "2026-11-28T00:00:00.000Z", source, relocate(fields), container_id=f"c{n % 20}")
 
     kinds = {
         "log line": ("docker_logs", lambda n: {"message": f"127.0.0.1 - GET /item/{n} HTTP/1.1 200 512 3ms",

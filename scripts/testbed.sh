@@ -129,6 +129,46 @@ docker_down() {
     rm -f "$STATE/dockerd.pid"
 }
 
+# ------------------------------------------------------------------ elasticsearch image
+
+# A stand-in for the official Elasticsearch image (no registry here), tagged with the name
+# docker-compose.elk.yml uses, so the compose test can run certs, elasticsearch and setup
+# unchanged: the distribution zip (with the bed's analysis plugin) on the python base,
+# Java 17 and curl/unzip (with their libraries) copied from this Debian host.
+ES_IMAGE=docker.elastic.co/elasticsearch/elasticsearch:$ES_VERSION
+es_image_up() {
+    local label
+    label=$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.title"}}' "$ES_IMAGE" 2>/dev/null || true)
+    if [[ $label == shipper-testbed-elasticsearch-standin ]]; then
+        say "docker: Elasticsearch stand-in $ES_IMAGE present"
+        return
+    fi
+    [[ -z $label ]] || die "$ES_IMAGE exists and is not the bed's stand-in; not replacing it"
+    local home java context file lib
+    home=$(es_fetch)
+    java=$(find_java)
+    analysis_plugin_install "$home"
+    command -v unzip >/dev/null || apt_install unzip
+    context=$(mktemp -d)
+    cp "$(dirname "${BASH_SOURCE[0]}")"/testbed/elasticsearch-image/{Dockerfile,docker-entrypoint.sh} "$context/"
+    cp -a "$home" "$context/elasticsearch"
+    printf 'cluster.name: docker-cluster\nnetwork.host: 127.0.0.1\n' >"$context/elasticsearch/config/elasticsearch.yml"
+    mkdir -p "$context/elasticsearch/data" "$context/elasticsearch/logs" "$context/java" "$context/hostfiles"
+    for file in bin conf lib release; do cp -r "$java/$file" "$context/java/"; done
+    # Debian links parts of the JDK to /etc and /usr/share: copy what the links point to
+    find "$context/java" -type l -print0 | while IFS= read -r -d "" link; do
+        if [[ -e $link ]]; then cp -L --remove-destination "$link" "$link.tmp" && mv "$link.tmp" "$link"; else rm "$link"; fi
+    done
+    for file in /usr/bin/curl /usr/bin/unzip; do
+        cp --parents -L "$file" "$context/hostfiles/"
+        for lib in $(ldd "$file" | grep -o '/[^ ]*\.so[^ ]*'); do cp --parents -L "$lib" "$context/hostfiles/"; done
+    done
+    say "docker: building the Elasticsearch stand-in $ES_IMAGE (no network)"
+    docker build -q --network none --build-arg "BASE_IMAGE=$PYTHON_BASE" -t "$ES_IMAGE" "$context" >/dev/null \
+        || { rm -rf "$context"; die "building $ES_IMAGE failed"; }
+    rm -rf "$context"
+}
+
 # ------------------------------------------------------------------ elasticsearch
 
 curl_es() { # path [curl args...]
@@ -175,11 +215,46 @@ es_fetch() {
     echo "$home"
 }
 
+# The zip lacks the analysis-common module, whose uax_url_email tokenizer and unique and
+# pattern_capture filters the .security index needs: without them no native users and no
+# API keys. A small plugin (scripts/testbed/analysis-plugin/, test bed only) registers those
+# three over the Lucene classes in the zip's own lib/. Compiled once per version and cached.
+ANALYSIS_PLUGIN=testbed-analysis
+analysis_plugin_install() { # es_home
+    local home=$1 src
+    src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/testbed/analysis-plugin
+    local built="$CACHE/$ANALYSIS_PLUGIN-$ES_VERSION" sum
+    sum=$(cat "$src"/src/org/shipper/testbed/*.java | sha256sum | cut -c1-16)
+    if [[ ! -f $built/$sum ]]; then
+        command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+        say "elasticsearch: compiling the test bed's analysis plugin ($src)"
+        local classes
+        classes=$(mktemp -d)
+        javac --release 17 -nowarn -cp "$home/lib/*" -d "$classes" "$src"/src/org/shipper/testbed/*.java >&2
+        rm -rf "$built" && mkdir -p "$built"
+        jar cf "$built/$ANALYSIS_PLUGIN.jar" -C "$classes" .
+        rm -rf "$classes"
+        {
+            echo "name=$ANALYSIS_PLUGIN"
+            echo "description=test bed only: uax_url_email, unique, pattern_capture for the .security index"
+            echo "version=$ES_VERSION"
+            echo "classname=org.shipper.testbed.TestbedAnalysisPlugin"
+            echo "java.version=17"
+            echo "elasticsearch.version=$ES_VERSION"
+        } >"$built/plugin-descriptor.properties"
+        touch "$built/$sum"
+    fi
+    rm -rf "$home/plugins/$ANALYSIS_PLUGIN" && mkdir -p "$home/plugins/$ANALYSIS_PLUGIN"
+    cp "$built/$ANALYSIS_PLUGIN.jar" "$built/plugin-descriptor.properties" "$home/plugins/$ANALYSIS_PLUGIN/"
+    chmod -R o+rX "$home/plugins"
+}
+
 # One Elasticsearch node from the zip, in its own directory (config, data, logs, pid).
 node_prepare() { # dir -> sets ES_HOME and JAVA, a fresh config dir copied from the zip
     local dir=$1
     ES_HOME=$(es_fetch)
     JAVA=$(find_java)
+    analysis_plugin_install "$ES_HOME"
     id -u "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
     mkdir -p "$dir/data" "$dir/logs"
     rm -rf "$dir/config" && cp -r "$ES_HOME/config" "$dir/config"
@@ -212,7 +287,7 @@ node_stop() { # dir label: stop the node this script started, by its PID
 # file-realm writer that may only create documents in logs-shipper.*. For the tests
 # of TLS, authentication and least privilege. Its CA, admin
 # password and URL are in $STATE/es-secure/ for the tests to read.
-SECURE_PORT=9201
+SECURE_PORT=${SHIPPER_TESTBED_SECURE_PORT:-9201}
 SECURE_ADMIN=shipper-admin
 
 secure_healthy() {
@@ -234,13 +309,23 @@ secure_certs() {
         -days 3650 -extfile "$certs/san.ext" -out "$certs/node.pem" 2>/dev/null
 }
 
+secure_has_api_keys() { # the node runs with the analysis plugin (else: no .security index)
+    local dir="$STATE/es-secure"
+    curl -fsS -m 5 --cacert "$dir/ca.pem" -u "$SECURE_ADMIN:$(cat "$dir/admin-password")" \
+        "https://127.0.0.1:$SECURE_PORT/_cat/plugins?h=component" 2>/dev/null | grep -qx "$ANALYSIS_PLUGIN"
+}
+
 secure_up() {
     [[ -z ${ES_URL:-} && ${SHIPPER_TESTBED_SECURE:-1} == 1 ]] || return 0
-    if secure_healthy; then
-        say "elasticsearch (TLS, security): https://127.0.0.1:$SECURE_PORT already answering"
-        return
-    fi
     local dir="$STATE/es-secure"
+    if secure_healthy; then
+        if secure_has_api_keys || ! pid_alive "$dir/es.pid"; then
+            say "elasticsearch (TLS, security): https://127.0.0.1:$SECURE_PORT already answering"
+            return
+        fi
+        say "elasticsearch (TLS, security): restarting it with the analysis plugin (API keys, native users)"
+        node_stop "$dir" "elasticsearch (TLS)"
+    fi
     node_prepare "$dir"
     secure_certs "$dir/certs"
     cp -r "$dir/certs" "$dir/config/certs"
@@ -250,7 +335,7 @@ secure_up() {
         echo "node.name: testbed-secure"
         echo "network.host: 127.0.0.1"
         echo "http.port: $SECURE_PORT"
-        echo "transport.port: 9301"
+        echo "transport.port: $((SECURE_PORT + 100))"
         echo "discovery.type: single-node"
         echo "path.data: $dir/data"
         echo "path.logs: $dir/logs"
@@ -263,8 +348,7 @@ secure_up() {
         echo "xpack.security.transport.ssl.enabled: false"
         echo "xpack.security.authc.api_key.enabled: true"
     } >"$dir/config/elasticsearch.yml"
-    # File-realm users and roles: the zip cannot create the .security index (it lacks the
-    # analysis-common module), so native users and API keys are not available on it.
+    # File-realm users and roles (native users and API keys work too, with the analysis plugin).
     printf 'shipper_writer:\n  indices:\n    - names: ["logs-shipper.*"]\n      privileges: ["create_doc", "auto_configure"]\n' \
         >>"$dir/config/roles.yml"
     for user in admin writer; do
@@ -274,6 +358,7 @@ secure_up() {
         -p "$(cat "$dir/admin-password")" -r superuser >/dev/null
     ES_PATH_CONF="$dir/config" ES_JAVA_HOME="$JAVA" "$ES_HOME/bin/elasticsearch-users" useradd shipper-writer \
         -p "$(cat "$dir/writer-password")" -r shipper_writer >/dev/null
+    echo "https://127.0.0.1:$SECURE_PORT" >"$dir/url"
     node_start "$dir" "elasticsearch (TLS, security)" secure_healthy
     say "elasticsearch (TLS, security): answering; CA $dir/ca.pem, admin $SECURE_ADMIN (password in $dir/admin-password)"
 }
@@ -338,7 +423,7 @@ status() {
 
 [[ $(id -u) == 0 || ${1:-} == status ]] || die "run as root: the bed starts dockerd and creates the $ES_USER user"
 case ${1:-} in
-    up) docker_up; es_up; secure_up ;;
+    up) docker_up; es_up; secure_up; es_image_up ;;
     down) secure_down; es_down; docker_down ;;
     status) status ;;
     es-stop) [[ -z ${ES_URL:-} ]] || die "ES_URL is set: not our server to stop"; es_stop ;;

@@ -145,6 +145,7 @@ def run(config: Config) -> int:
             batch_max_docs=config.pipeline.batch_max_docs, batch_max_bytes=config.pipeline.batch_max_bytes,
             flush_interval=config.pipeline.flush_interval, queue_batches=config.pipeline.queue_batches,
             status_interval=config.monitor.status_interval,
+            resend_check_seconds=config.pipeline.resend_check_seconds,
         ),
     )
     monitor = None

@@ -254,6 +254,8 @@ class PipelineConfig:
     flush_interval: float = _check(_positive, 1.0)
     queue_batches: int = _check(_positive, 8)
     max_retries: int = _check(lambda v: None if v >= 0 else "must be 0 or more", 5)
+    # seconds after a start during which batches are looked up by id before they are sent
+    resend_check_seconds: float = _check(lambda v: None if v >= 0 else "must be 0 or more", 60.0)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ NAMESPACE_MODES = {"network": "NetworkMode", "pid": "PidMode", "ipc": "IpcMode",
 
 
 def security_audit(attrs: dict[str, Any]) -> dict[str, Any]:
-    """`container.security.*` fields for the container's start event (rules judge these)."""
+    """`shipper.container.security.*` fields for the container's start event (rules judge these)."""
     host = attrs.get("HostConfig") or {}
     config = attrs.get("Config") or {}
     options = host.get("SecurityOpt") or []

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable
 import orjson
 
 from . import __version__
+from .ecs import ECS_VERSION, relocate
 from .model import Event
 
 EVENTS_DATASET = "shipper.events"
@@ -33,7 +34,7 @@ def host_fields(namespace: str, dataset: str = EVENTS_DATASET) -> dict[str, Any]
     return {
         "host": {"name": hostname, "hostname": hostname},
         "agent": {"type": "shipper", "name": hostname, "version": __version__},
-        "ecs": {"version": "8.11.0"},
+        "ecs": {"version": ECS_VERSION},
         "data_stream": {"type": "logs", "dataset": dataset, "namespace": namespace},
     }
 
@@ -42,14 +43,24 @@ ContainerLookup = Callable[[str], Any]  # container id -> ContainerMeta | None
 
 
 def container_fields(event: Event, containers: ContainerLookup | None) -> dict[str, Any]:
-    """The ECS `container` object of an event: the shared metadata, with the event's own
-    container fields (e.g. the start event's security audit) merged over it."""
+    """The `container` object of an event (a copy): the shared metadata, with the event's own
+    container fields merged over it. Custom fields in it go to shipper.container (ecs.py)."""
     meta = containers(event.container_id) if containers else None
     base = meta.ecs if meta is not None else {"id": event.container_id}
-    own = event.fields.get("container")
-    if not own:
-        return base
-    return {**base, **own, "security": {**base.get("security", {}), **own.get("security", {})}}
+    return {**base, **(event.fields.get("container") or {})}
+
+
+def join_container(doc: dict[str, Any], event: Event, containers: ContainerLookup | None) -> None:
+    """Set `doc`'s container object; the metadata's custom fields (security audit, restart
+    count, compose) join shipper.container, under the event's own. Shared dicts stay as they were."""
+    moved = relocate({"container": container_fields(event, containers)})
+    doc["container"] = moved.pop("container", {})
+    if moved:
+        shipper = doc.get("shipper") or {}
+        joined = dict(moved["shipper"]["container"])
+        for key, value in (shipper.get("container") or {}).items():  # the event's own win, object by object
+            joined[key] = {**joined[key], **value} if isinstance(value, dict) and isinstance(joined.get(key), dict) else value
+        doc["shipper"] = {**shipper, "container": joined}
 
 
 class DocumentWriter:
@@ -64,7 +75,7 @@ class DocumentWriter:
     def document(self, event: Event) -> dict[str, Any]:
         doc = {"@timestamp": event.timestamp, **event.fields, **self._static}
         if event.container_id:
-            doc["container"] = container_fields(event, self._containers)
+            join_container(doc, event, self._containers)
         if event.verdicts:
             _add_verdicts(doc, event)
         return doc

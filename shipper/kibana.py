@@ -52,13 +52,13 @@ CATEGORY_SCOPE = {
 }
 COLUMNS = {
     CONTAINER_LOG: ["container.name", "message"],
-    CONTAINER_CONFIG: ["container.name", "container.image.name", "container.security.user", "event.reason"],
+    CONTAINER_CONFIG: ["container.name", "container.image.name", "shipper.container.security.user", "event.reason"],
     CONTAINER_EXEC: ["container.name", "process.command_line", "process.user.name", "shipper.exec.tty"],
     CONTAINER_EVENT: ["container.name", "event.action", "message"],
     PROCESS_CREATION: ["container.name", "process.command_line", "process.parent.name", "process.user.name"],
     NETWORK_CONNECTION: ["container.name", "process.name", "destination.ip", "destination.port"],
     FILE_EVENT: ["container.name", "event.action", "file.path", "file.hash.sha256"],
-    CONTAINER_STATS: ["container.name", "container.cpu.cores", "container.pids", "shipper.anomaly.score"],
+    CONTAINER_STATS: ["container.name", "shipper.container.cpu.cores", "shipper.container.pids", "shipper.anomaly.score"],
     IMAGE_CONFIG: ["container.name", "shipper.image.reference", "shipper.image.registry", "event.reason"],
     HOST_CONFIG: ["host.name", "shipper.engine.listeners", "event.reason", "shipper.remediation"],
     VULNERABILITY: ["container.name", "vulnerability.id", "vulnerability.severity", "package.name", "package.version",
@@ -165,7 +165,7 @@ def category_searches(rules: list[Rule]) -> list[SavedSearch]:
         ("crypto-mining", "Crypto-mining", "Mining detected from CPU and miner signals, miner processes and miner output.",
          f"{alert} AND shipper.verdicts."
          + _ids(MiningDetector.info.id, by_name["proc_crypto_miner"], by_name["log_crypto_miner"]),
-         ALERT_COLUMNS + ["process.command_line", "container.cpu.cores"]),
+         ALERT_COLUMNS + ["process.command_line", "shipper.container.cpu.cores"]),
         ("file-tampering", "File tampering", "Alerts on files written, deleted or linked in containers.",
          f"{alert} AND event.dataset:shipper.files", ALERT_COLUMNS + ["event.action", "file.path"]),
         ("container-misconfiguration", "Container misconfiguration",
@@ -186,7 +186,7 @@ def category_searches(rules: list[Rule]) -> list[SavedSearch]:
          COLUMNS[VULNERABILITY]),
         ("anomalies", "Resource anomalies", "Stats samples the anomaly model scored as unlike the image's baseline.",
          f"{alert} AND shipper.verdicts.{_ids(AnomalyDetector.info.id)}",
-         ALERT_COLUMNS + ["shipper.anomaly.score", "container.cpu.cores", "container.pids"]),
+         ALERT_COLUMNS + ["shipper.anomaly.score", "shipper.container.cpu.cores", "shipper.container.pids"]),
     ]
     out = [SavedSearch(_id(f"category:{key}"), f"Shipper: {title}", description, query, columns)
            for key, title, description, query, columns in searches]
@@ -224,7 +224,10 @@ def _dashboard(searches: list[SavedSearch]) -> dict[str, Any]:
         references.append({"name": ref, "type": "search", "id": search.id})
     return {"id": DASHBOARD, "type": "dashboard",
             "attributes": {"title": "Shipper: container security", "description": "The category searches side by side.",
-                           "panelsJSON": json.dumps(panels), "timeRestore": False,
+                           "panelsJSON": json.dumps(panels),
+                           # opens on the last 7 days, not Kibana's default 15 minutes
+                           "timeRestore": True, "timeFrom": "now-7d", "timeTo": "now",
+                           "refreshInterval": {"pause": True, "value": 0},
                            "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "",
                                                                                                "language": "lucene"},
                                                                                      "filter": []})}},

@@ -23,7 +23,11 @@ class Metrics:
         self.events_in = Counter("shipper_events_in", "Events read, by source", ["source"], registry=r)
         self.events_out = Counter("shipper_events_out", "Events acknowledged by a sink (indexed or duplicate)", ["sink"], registry=r)
         self.bytes_out = Counter("shipper_bytes_out", "Bulk body bytes sent", ["sink"], registry=r)
-        self.duplicates = Counter("shipper_duplicates_avoided", "Items answered 409: already indexed", ["sink"], registry=r)
+        self.duplicates = Counter("shipper_duplicates_avoided", "Items already indexed: answered 409, or found by id when re-sent", ["sink"], registry=r)
+        self.resent_found = Counter("shipper_resent_already_indexed",
+                                    "Re-sent items (spool replay, re-read after a start) skipped: their id was already "
+                                    "in the data stream, in an older backing index than the one create checks", ["sink"],
+                                    registry=r)
         self.retries = Counter("shipper_item_retries", "Items retried after 429/5xx", ["sink"], registry=r)
         self.deadletters = Counter("shipper_deadletters", "Items refused for good, written to the dead-letter stream", ["sink"], registry=r)
         self.spooled = Counter("shipper_spooled_events", "Events written to the disk spool", registry=r)

@@ -17,10 +17,12 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from .checkpoints import Checkpoints
 from .document import DocumentWriter
+from .ecs import relocate
 from .metrics import Metrics
 from .sinks.base import Sink, SinkUnavailable
 from .sinks.spool import Spool
@@ -40,6 +42,9 @@ class PipelineSettings:
     checkpoint_interval: float = 1.0
     status_interval: float = 30.0
     replay_backoff_max: float = 5.0
+    # After a start the sources re-read from their last checkpoint: what they send this
+    # soon may have been indexed before the stop or crash, so the sink checks it by id.
+    resend_check_seconds: float = 60.0
 
 
 class Pipeline:
@@ -70,6 +75,7 @@ class Pipeline:
         self._finished = threading.Event()
         self.sink_up = True
         self.metrics.spool_bytes.set(spool.bytes)
+        self._resend_until = time.monotonic() + settings.resend_check_seconds
 
     # ------------------------------------------------------------ lifecycle
 
@@ -143,6 +149,8 @@ class Pipeline:
 
         def emit(batch: Batch) -> None:
             counter.inc(len(batch.events))
+            for event in batch.events:
+                relocate(event.fields)
             batch = self.process(batch)
             if self.alerts is not None:
                 self.alerts(batch.events)
@@ -215,7 +223,7 @@ class Pipeline:
         if lines:
             if self.spool.empty:
                 try:
-                    self.sink.write(lines)
+                    self.sink.write(lines, resent=time.monotonic() < self._resend_until)
                     self.sink_up = True
                 except SinkUnavailable as exc:
                     self._to_spool(exc.lines if exc.lines is not None else lines, str(exc))
@@ -238,7 +246,7 @@ class Pipeline:
         segments = self.spool.segments()
         if not segments:
             return True
-        sent, error = self.spool.replay(segments[0], self.sink.write)
+        sent, error = self.spool.replay(segments[0], partial(self.sink.write, resent=True))
         self.metrics.replayed.inc(sent)
         self.metrics.spool_bytes.set(self.spool.bytes)
         if error is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 from .app import StateLock, make_sink
@@ -51,7 +52,7 @@ def replay_spool(config: Config) -> int:
     sent = 0
     segments = spool.segments()
     for number, path in enumerate(segments, 1):
-        acknowledged, error = spool.replay(path, sink.write)
+        acknowledged, error = spool.replay(path, partial(sink.write, resent=True))
         sent += acknowledged
         if error is not None:
             raise ServiceUnavailable(f"replay stopped at segment {path.name}: {error}; {sent} events sent") from error

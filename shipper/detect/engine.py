@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..document import container_fields
+from ..document import join_container
 from ..config import DetectionConfig
 from ..errors import ConfigError
 from ..model import Event, Verdict
@@ -149,7 +149,7 @@ class RulesEngine:
         """The event as rules see it: its fields, with the container's metadata joined."""
         doc = dict(event.fields)
         if event.container_id:
-            doc["container"] = container_fields(event, self._containers)
+            join_container(doc, event, self._containers)
         return doc
 
     def judge(self, event: Event) -> Event:
@@ -166,9 +166,11 @@ class RulesEngine:
         if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
             verdicts += self._detector_verdicts(doc, event, verdicts)
         verdicts = self._apply_policy(verdicts, doc, event.container_id, throttled=categories[0] not in _SNAPSHOTS)
-        own = doc.get("shipper")
-        if own is not None and own is not event.fields.get("shipper"):  # a detector annotated the event
-            event = dataclasses.replace(event, fields={**event.fields, "shipper": own})
+        # a detector annotated the event (shipper.anomaly); shipper.container is the metadata, joined again later
+        before = event.fields.get("shipper") or {}
+        annotated = {k: v for k, v in (doc.get("shipper") or {}).items() if k != "container" and before.get(k) is not v}
+        if annotated:
+            event = dataclasses.replace(event, fields={**event.fields, "shipper": {**before, **annotated}})
         if not verdicts:
             return event
         return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))

@@ -28,16 +28,16 @@ _EVERY_EVENT = {"@timestamp", "message", "tags", "labels"}
 _PROCESS = {"process.pid", "process.name", "process.executable", "process.command_line"}
 CARRIED: dict[str, set[str]] = {
     PROCESS_CREATION: _PROCESS | {
-        "process.host_pid", "process.args", "process.working_directory", "process.start", "process.upper_layer",
-        "process.memfd", "process.executable_deleted", "process.stdin_socket", "process.stdout_socket",
-        "process.stderr_socket", "process.user.id", "process.user.name", "process.interactive",
+        "shipper.process.host_pid", "process.args", "process.working_directory", "process.start", "shipper.process.upper_layer",
+        "shipper.process.memfd", "shipper.process.executable_deleted", "shipper.process.stdin_socket", "shipper.process.stdout_socket",
+        "shipper.process.stderr_socket", "process.user.id", "process.user.name", "process.interactive",
         "process.parent.pid", "process.parent.name", "process.parent.executable", "process.parent.command_line"},
-    FILE_EVENT: {"file.path", "file.name", "file.directory", "file.extension", "file.previous_path", "file.type",
+    FILE_EVENT: {"file.path", "file.name", "file.directory", "file.extension", "shipper.file.previous_path", "file.type",
                  "file.size", "file.mode", "file.uid", "file.gid", "file.mtime", "file.target_path",
-                 "file.executable", "file.hash.sha256"},
-    NETWORK_CONNECTION: _PROCESS | {"process.host_pid", "source.ip", "source.port", "destination.ip", "destination.port",
-                                    "network.transport", "network.type", "network.direction", "network.state"},
-    CONTAINER_LOG: {"stream", "log.file.path", "log.offset", "log.flags"},
+                 "shipper.file.executable", "file.hash.sha256"},
+    NETWORK_CONNECTION: _PROCESS | {"shipper.process.host_pid", "source.ip", "source.port", "destination.ip", "destination.port",
+                                    "network.transport", "network.type", "network.direction", "shipper.network.state"},
+    CONTAINER_LOG: {"shipper.log.stream", "log.file.path", "shipper.log.offset", "shipper.log.flags"},
 }
 
 

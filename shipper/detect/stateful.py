@@ -115,7 +115,8 @@ class PortScanDetector(Detector):
         now = time.monotonic()
         with self._lock:
             touched = self._touched[container_id]
-            touched.add(now, destination.get("ip"), destination.get("port"), network.get("state"))
+            state = ((doc.get("shipper") or {}).get("network") or {}).get("state")
+            touched.add(now, destination.get("ip"), destination.get("port"), state)
             touched.expire(now - self.config.window)
             ports, hosts, syn_sent = len(touched.ports), len(touched.hosts), len(touched.syn_sent)
         window = f"{self.config.window:g} s"
@@ -187,7 +188,7 @@ class MiningDetector(Detector):
                 self._signals[container_id] = (now, signal)
             if source != "stats":
                 return []
-            cpu = (doc.get("container") or {}).get("cpu") or {}
+            cpu = _custom_container(doc).get("cpu") or {}  # the stats source's figures beyond ECS (ecs.py)
             cores = cpu.get("cores", 0.0)
             high = self.is_high(cores, cpu.get("limit_cores"), ((doc.get("shipper") or {}).get("host") or {}).get(
                 "cpu_idle_cores"))
@@ -274,7 +275,7 @@ class AnomalyDetector(Detector):
             + ", ".join(f"{k}={v:g}" for k, v in zip(FEATURES, vector)), risk_score=round(score * 100, 1))]
 
     def _vector(self, doc: dict[str, Any], container_id: str) -> list[float]:
-        container = doc.get("container") or {}
+        container = _custom_container(doc)  # the stats source's figures beyond ECS (ecs.py)
         network = container.get("network") or {}
         disk = container.get("disk") or {}
         now = time.monotonic()
@@ -288,7 +289,7 @@ class AnomalyDetector(Detector):
         io = (disk.get("read") or {}).get("rate", 0) + (disk.get("write") or {}).get("rate", 0)
         return [
             round((container.get("cpu") or {}).get("cores", 0.0), 2),
-            round(math.log1p(((container.get("memory") or {}).get("usage", 0)) / 2**20), 2),
+            round(math.log1p(((container.get("memory") or {}).get("bytes", 0)) / 2**20), 2),
             float(container.get("pids", 0)),
             round(math.log1p(net / 1024), 2),
             round(math.log1p(io / 1024), 2),
@@ -349,3 +350,7 @@ class AnomalyDetector(Detector):
         model.forest, model.trained_on = saved["forest"], saved["trained_on"]
         log.info("anomaly model reloaded", extra={"image": image, "samples": model.trained_on, "path": str(path)})
         return model
+
+
+def _custom_container(doc: dict[str, Any]) -> dict[str, Any]:
+    return (doc.get("shipper") or {}).get("container") or {}

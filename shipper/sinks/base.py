@@ -24,8 +24,11 @@ class Sink(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def write(self, lines: list[bytes]) -> Any:
-        """Deliver `lines` (one bulk action + document each) or raise SinkUnavailable."""
+    def write(self, lines: list[bytes], resent: bool = False) -> Any:
+        """Deliver `lines` (one bulk action + document each) or raise SinkUnavailable.
+
+        `resent`: these lines may have been delivered before (a spool replay, a re-read
+        after a start); a sink that can tell which were may skip them."""
 
     def close(self) -> None:
         pass

@@ -6,6 +6,11 @@
   the original document escaped and the error, the rest of the batch is indexed.
 - No answer at all (connection refused, timeout, 5xx/429 for the whole request,
   bad credentials): `SinkUnavailable`, so the caller spools the batch.
+
+`create` refuses a duplicate `_id` only within one backing index: after a rollover, an
+event indexed before it would be indexed again. So lines that may have been delivered
+before (`resent`: a spool replay, a re-read after a start) are first looked up by id in
+the whole data stream (an `ids` query, needs `read`), and those found are skipped.
 """
 
 from __future__ import annotations
@@ -51,6 +56,25 @@ def make_client(config: ElasticsearchConfig) -> Elasticsearch:
     return Elasticsearch(list(config.hosts), **kwargs)
 
 
+def _error_reason(exc: ApiError) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    if isinstance(error, dict):
+        return str(error.get("reason") or error.get("type") or exc.message)[:300]
+    return str(error or exc.message)[:300]
+
+
+ID_LOOKUP_CHUNK = 5000  # ids per search (under index.max_result_window)
+
+
+def _line_id(line: bytes) -> str | None:
+    action, _, _ = line.partition(b"\n")
+    try:
+        return next(iter(orjson.loads(action).values())).get("_id")
+    except (orjson.JSONDecodeError, StopIteration, AttributeError):
+        return None
+
+
 class _Overloaded(Exception):
     """The cluster answered 429/503 to the whole request: back off and send it again."""
 
@@ -94,6 +118,8 @@ class ElasticsearchSink(Sink):
         self.backoff = backoff
         self.max_docs = max_docs
         self.max_bytes = max_bytes
+        self._last_refusal = ""
+        self.check_resent = True  # off once the cluster says we may not read (403)
 
     @classmethod
     def from_config(cls, config, metrics: Metrics) -> "ElasticsearchSink":
@@ -101,13 +127,17 @@ class ElasticsearchSink(Sink):
         return cls(config.elasticsearch, metrics, max_retries=config.pipeline.max_retries,
                    max_docs=config.pipeline.batch_max_docs, max_bytes=config.pipeline.batch_max_bytes)
 
-    def write(self, lines: list[bytes]) -> BulkOutcome:
+    def write(self, lines: list[bytes], resent: bool = False) -> BulkOutcome:
         """Index `lines` (each one action line + one document line). Raises SinkUnavailable.
 
         Requests are cut at `max_bytes`/`max_docs`: one huge request would trip the
         cluster's indexing-pressure limit (429 for the whole request) every time.
         """
         outcome = BulkOutcome()
+        if resent and self.check_resent:
+            lines = self._not_yet_indexed(lines, outcome)
+            if not lines:
+                return outcome
         chunks = list(_chunks(lines, self.max_docs, self.max_bytes))
         for number, chunk in enumerate(chunks):
             try:
@@ -117,6 +147,40 @@ class ElasticsearchSink(Sink):
                 exc.lines = (exc.lines if exc.lines is not None else chunk) + unsent
                 raise
         return outcome
+
+    def _not_yet_indexed(self, lines: list[bytes], outcome: BulkOutcome) -> list[bytes]:
+        """The lines whose `_id` is in no backing index of the stream yet."""
+        ids = [_line_id(line) for line in lines]
+        found: set[str] = set()
+        try:
+            for start in range(0, len(ids), ID_LOOKUP_CHUNK):
+                chunk = [i for i in ids[start:start + ID_LOOKUP_CHUNK] if i]
+                answer = self.client.search(index=self.index, query={"ids": {"values": chunk}}, size=len(chunk),
+                                            source=False, filter_path="hits.hits._id",
+                                            ignore_unavailable=True, allow_no_indices=True).body
+                found.update(hit["_id"] for hit in answer.get("hits", {}).get("hits", []))
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
+            raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}", lines) from exc
+        except ApiError as exc:
+            if exc.status_code == 403:
+                self.check_resent = False
+                log.warning("elasticsearch: cannot look up re-sent events by id (403: no `read` on %s), so after a "
+                            "rollover a replayed event may be indexed twice; grant `read` to close that", self.index)
+                return lines
+            if exc.status_code == 401:
+                self._refused(exc)
+            if exc.status_code in (401, 429) or exc.status_code >= 500:
+                raise SinkUnavailable(f"Elasticsearch answered {exc.status_code}: {exc.message}", lines) from exc
+            log.warning("elasticsearch: looking up re-sent events by id failed (%s: %s); sending them as they are",
+                        exc.status_code, _error_reason(exc))
+            return lines
+        if not found:
+            return lines
+        outcome.duplicates += len(found)
+        self.metrics.events_out.labels(self.name).inc(len(found))  # acknowledged, as a 409 is
+        self.metrics.resent_found.labels(self.name).inc(len(found))
+        self.metrics.duplicates.labels(self.name).inc(len(found))
+        return [line for line, i in zip(lines, ids) if i not in found]
 
     def _write_chunk(self, lines: list[bytes], outcome: BulkOutcome) -> None:
         pending = lines
@@ -179,7 +243,9 @@ class ElasticsearchSink(Sink):
 
     def _request(self, body: bytes, index: str) -> dict[str, Any]:
         try:
-            return self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+            response = self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+            self._last_refusal = ""
+            return response
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:
             raise SinkUnavailable(f"no answer from Elasticsearch: {exc.message}") from exc
         except ApiError as exc:
@@ -188,9 +254,20 @@ class ElasticsearchSink(Sink):
             # A whole-request error: down, or our credentials/privileges are wrong.
             # None of these is the documents' fault, so they wait in the spool.
             if exc.status_code in (401, 403):
-                log.error("elasticsearch: request refused (%s); check the credentials and privileges",
-                          exc.status_code, extra={"error": str(exc.message)})
+                self._refused(exc)
             raise SinkUnavailable(f"Elasticsearch answered {exc.status_code}: {exc.message}") from exc
+
+    def _refused(self, exc: ApiError) -> None:
+        """One line saying why, once per cause (a spool replay retries it every few seconds)."""
+        reason = _error_reason(exc)
+        if exc.status_code == 401:
+            what = "refused our credentials: the API key or password is wrong, expired or revoked"
+        else:
+            what = "refused the request: the user or API key lacks a privilege"
+        message = f"elasticsearch: {what} ({exc.status_code}: {reason}); events are spooled until that is fixed"
+        if message != self._last_refusal:
+            log.error(message)
+            self._last_refusal = message
 
     def _deadletter(self, refused: list[tuple[bytes, int, dict]]) -> None:
         lines = []

@@ -51,7 +51,8 @@ class LogstashSink(Sink):
             self.headers["Authorization"] = f"Basic {token}"
         self._sleep = sleep
 
-    def write(self, lines: list[bytes]) -> int:
+    def write(self, lines: list[bytes], resent: bool = False) -> int:
+        # Logstash cannot be asked what is already indexed: re-sent lines go as they are.
         if not lines:
             return 0
         body = to_logstash(lines, self.index)

@@ -28,25 +28,27 @@ POSITION_KEY = "engine"
 
 # docker action -> (ECS event.category, event.type)
 _CONTAINER_KINDS: dict[str, tuple[list[str], list[str]]] = {
-    "create": (["process"], ["creation"]),
+    # ECS: a category's types must be among its expected_event_types (process: access,
+    # change, end, info, start), so creating and removing a container is configuration
+    "create": (["configuration"], ["creation"]),
     "start": (["process"], ["start"]),
     "restart": (["process"], ["start"]),
     "die": (["process"], ["end"]),
     "stop": (["process"], ["end"]),
     "kill": (["process"], ["end"]),
-    "oom": (["process"], ["end", "error"]),
-    "destroy": (["process"], ["deletion"]),
+    "oom": (["process"], ["end"]),
+    "destroy": (["configuration"], ["deletion"]),
     "rename": (["process"], ["change"]),
     "update": (["configuration"], ["change"]),
     "health_status": (["process"], ["info"]),
-    "exec_create": (["process"], ["creation"]),
+    "exec_create": (["process"], ["info"]),
     "exec_start": (["process"], ["start"]),
     "exec_die": (["process"], ["end"]),
     "extract-to-dir": (["file"], ["creation"]),  # docker cp into the container
     "archive-path": (["file"], ["access"]),  # docker cp out of the container
 }
-_IMAGE_KINDS = {"pull": ["creation"], "delete": ["deletion"], "untag": ["deletion"], "tag": ["change"],
-                "import": ["creation"], "load": ["creation"], "push": ["info"], "save": ["access"]}
+_IMAGE_KINDS = {"pull": ["installation"], "delete": ["deletion"], "untag": ["deletion"], "tag": ["change"],
+                "import": ["installation"], "load": ["installation"], "push": ["info"], "save": ["access"]}
 
 
 def _timestamp(event: dict[str, Any]) -> str:

@@ -31,20 +31,23 @@ from .jsonfile import JsonFileChain, Line
 log = logging.getLogger(__name__)
 
 # Shared, never mutated: the document writer copies before changing anything.
-LOG_EVENT = {"kind": "event", "category": ["process"], "type": ["info"], "dataset": "shipper.docker_logs", "module": "docker"}
+# no event.category: ECS has none for an application's own log line
+LOG_EVENT = {"kind": "event", "dataset": "shipper.docker_logs", "module": "docker"}
 FOLLOW_ACTIONS = {"create", "start", "restart"}
 
 
 def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line) -> Event:
+    # the hot path: written where ecs.py would move them (shipper.log.*), not moved per line
+    own: dict[str, Any] = {"stream": line.stream, "offset": line.offset}
     fields: dict[str, Any] = {
         "message": line.text,
-        "stream": line.stream,
         "event": LOG_EVENT,
-        "log": {"file": {"path": path}, "offset": line.offset},
+        "log": {"file": {"path": path}},
+        "shipper": {"log": own},
     }
     if line.truncated or line.malformed:
-        fields["log"]["flags"] = ["truncated"] if line.truncated else ["malformed"]
-        fields["tags"] = fields["log"]["flags"]
+        own["flags"] = ["truncated"] if line.truncated else ["malformed"]
+        fields["tags"] = own["flags"]
     return Event(
         # Not the inode: inodes are reused once Docker deletes a rotated file.
         id=ids.id(line.time, line.offset),
@@ -325,10 +328,11 @@ class _ApiFollower:
             else:
                 last = self._last[stream_name] = {"time": stamp, "count": 1}
             text = data.decode("utf-8", "replace")
-            fields: dict[str, Any] = {"message": text, "stream": stream_name, "event": LOG_EVENT}
+            own: dict[str, Any] = {"stream": stream_name}
+            fields: dict[str, Any] = {"message": text, "event": LOG_EVENT, "shipper": {"log": own}}
             if len(text) > limit_len:
                 fields["message"] = text[:limit_len]
-                fields["log"] = {"flags": ["truncated"]}
+                own["flags"] = ["truncated"]
                 fields["tags"] = ["truncated"]
             out.append(Event(
                 id=event_id(self.meta.id, stream_name, stamp, last["count"]),

@@ -51,7 +51,7 @@ def test_misconfigured_container_start_is_judged(es, run_container, shippers):
     assert doc["rule"]["name"] == "Docker socket mounted into a container"  # the most severe verdict leads
     assert doc["event"]["severity"] == 99 and doc["threat"]["tactic"]["id"] == "TA0004"
     assert doc["threat"]["technique"]["id"] == "T1611"
-    assert "/var/run/docker.sock" in doc["container"]["security"]["mounts"]
+    assert "/var/run/docker.sock" in doc["shipper"]["container"]["security"]["mounts"]
 
 
 def test_exec_sessions_are_judged(es, run_container, shippers):
@@ -100,6 +100,7 @@ def test_privileged_container_is_judged(docker_client, test_image):
     container is only created, and its start event is judged from the real inspect answer."""
     from shipper.containers import ContainerCache
     from shipper.detect.engine import RulesEngine
+    from shipper.ecs import relocate
     from shipper.sources.docker_events import DockerEventsSource
 
     container = docker_client.containers.create(test_image, ["true"], privileged=True, network_mode="none",
@@ -109,8 +110,9 @@ def test_privileged_container_is_judged(docker_client, test_image):
         event = DockerEventsSource(docker_client, cache).to_event(
             {"Type": "container", "Action": "start", "Actor": {"ID": container.id, "Attributes": {}},
              "timeNano": time.time_ns()})
+        relocate(event.fields)  # as the pipeline does before detection
         judged = RulesEngine.from_paths([], cache.get).judge(event)
         assert "Container started privileged" in {v.rule_name for v in judged.verdicts}
-        assert event.fields["container"]["security"]["privileged"] is True
+        assert event.fields["shipper"]["container"]["security"]["privileged"] is True
     finally:
         container.remove(force=True)

@@ -17,7 +17,7 @@ from .shipper_proc import count
 def make_events(n: int) -> list[Event]:
     return [
         Event(id=event_id("sink-test", i), timestamp="2026-11-28T00:00:00.000000001Z", source="test",
-              fields={"message": f"line {i}", "log": {"offset": i}})
+              fields={"message": f"line {i}", "shipper": {"log": {"offset": i}}})
         for i in range(n)
     ]
 
@@ -29,7 +29,7 @@ def test_refused_item_goes_to_deadletter_and_the_rest_is_indexed(es):
     sink = ElasticsearchSink(ElasticsearchConfig(namespace=namespace), metrics)
     writer = DocumentWriter(namespace)
     bad = Event(id=event_id("sink-test", "bad"), timestamp="2026-11-28T00:00:01Z", source="test",
-                fields={"message": "mapping conflict", "log": {"offset": "not-a-number"}})
+                fields={"message": "mapping conflict", "shipper": {"log": {"offset": "not-a-number"}}})
     lines = writer.bulk_lines([*make_events(10), bad])
 
     outcome = sink.write(lines)

@@ -65,12 +65,12 @@ def assert_exactly_once(es, shipper, plain, long, binary, lines: int = LINES) ->
     # Long lines: 800 MB; stream them instead of holding them.
     es.indices.refresh(index=shipper.index)
     seen: Counter = Counter()
-    body = {"query": by_container(long.id), "_source": ["message", "log.flags", "container.name"]}
+    body = {"query": by_container(long.id), "_source": ["message", "shipper.log.flags", "container.name"]}
     for hit in helpers.scan(es, index=shipper.index, query=body, size=250):
         source = hit["_source"]
         match = LONG_RE.fullmatch(source["message"])
         assert match and len(source["message"]) == workloads.LONG_LINE, source["message"][:80]
-        assert "flags" not in source.get("log", {})
+        assert "flags" not in source.get("shipper", {}).get("log", {})
         assert source["container"]["name"] == long.name
         seen[int(match.group(1))] += 1
     assert seen == Counter(range(1, lines + 1))
@@ -91,9 +91,9 @@ def test_long_lines_above_the_limit_are_truncated_and_flagged(es, run_container,
     container = run_container(workloads.long_lines(50), labels=shipper.labels)
     wait_exit(container)
     wait_for_count(es, shipper.index, 50, by_container(container.id), shipper=shipper)
-    docs = all_docs(es, shipper.index, by_container(container.id), ["message", "log.flags", "tags"])
+    docs = all_docs(es, shipper.index, by_container(container.id), ["message", "shipper.log.flags", "tags"])
     assert {len(d["message"]) for d in docs} == {20000}
-    assert all(d["log"]["flags"] == ["truncated"] and d["tags"] == ["truncated"] for d in docs)
+    assert all(d["shipper"]["log"]["flags"] == ["truncated"] and d["tags"] == ["truncated"] for d in docs)
 
 
 def test_elasticsearch_outage_is_spooled_and_replayed(es, run_container, shippers, tmp_path):

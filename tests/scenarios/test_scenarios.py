@@ -4,6 +4,10 @@ The action -> verdict latency is reported (printed in the CI log), not asserted:
 
 from __future__ import annotations
 
+from elasticsearch import helpers
+
+from tests.ecs_check import document_problems
+
 from ..integration.shipper_proc import audit_state
 from .searches import check_searches
 from .suite import report, run_suite
@@ -28,3 +32,11 @@ def test_scenario_suite(docker_client, es, test_image, tmp_path, capsys):
 
     # The Kibana searches generated from the same rules find exactly what the evaluator judged.
     assert check_searches(es, result["index"]) == []
+
+    # Every document of every kind the suite produced is ECS (or custom under shipper.*).
+    problems: dict[str, int] = {}
+    for hit in helpers.scan(es, index=result["index"], query={"query": {"match_all": {}}}, size=1000):
+        kind = f"{hit['_source'].get('event', {}).get('dataset')} {hit['_source'].get('event', {}).get('action')}"
+        for problem in document_problems(hit["_source"], kind):
+            problems[problem] = problems.get(problem, 0) + 1
+    assert problems == {}

@@ -10,7 +10,8 @@ from shipper.sources.docker_events import _is_health_check
 
 
 def connection(port, ip="127.0.0.1", state="ESTABLISHED", direction="egress"):
-    return {"network": {"direction": direction, "state": state}, "destination": {"ip": ip, "port": port},
+    return {"network": {"direction": direction}, "shipper": {"network": {"state": state}},
+            "destination": {"ip": ip, "port": port},
             "container": {"name": "web"}}
 
 
@@ -31,7 +32,7 @@ def test_port_scan_counts_syn_sent():
 
 
 def stats(cores):
-    return {"container": {"name": "m", "cpu": {"cores": cores}}}
+    return {"container": {"name": "m"}, "shipper": {"container": {"cpu": {"cores": cores}}}}
 
 
 def test_mining_needs_sustained_cpu_and_a_signal():
