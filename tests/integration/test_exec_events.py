@@ -46,25 +46,36 @@ def audit_allowed():
 
 def test_audit_settings_and_rules_are_put_back_even_after_a_crash(tmp_path, docker_client, es, audit_allowed):
     before = audit_state()
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-    first = ShipperProcess(tmp_path / "a", "sources.processes.audit=true").start()
-    assert wait_for_rules(first.process.pid) == RULES
-    assert audit_state()[0] == 1
-    assert first.stop() == 0
-    assert audit_state() == before
+    made: list[ShipperProcess] = []
 
-    # killed: its rules stay behind until the next shipper with the same state directory starts
-    crashed = ShipperProcess(tmp_path / "b", "sources.processes.audit=true").start()
-    assert wait_for_rules(crashed.process.pid) == RULES
-    crashed.kill()
-    assert shipper_rules(crashed.process.pid) == RULES
-    successor = ShipperProcess(tmp_path / "b", "sources.processes.audit=true", run_id=crashed.run_id).start()
-    assert wait_for_rules(successor.process.pid) == RULES  # stale rules go before its own are added
-    assert shipper_rules(crashed.process.pid) == 0
-    assert "removed an audit rule left by a shipper that is gone" in successor.log_path.read_text()
-    assert successor.stop() == 0
-    assert audit_state() == before  # the settings found by the crashed one, restored by its successor
+    def shipper(name: str, **kwargs) -> ShipperProcess:
+        (tmp_path / name).mkdir(exist_ok=True)
+        made.append(ShipperProcess(tmp_path / name, "sources.processes.audit=true", **kwargs).start())
+        return made[-1]
+
+    try:
+        first = shipper("a")
+        assert wait_for_rules(first.process.pid) == RULES
+        assert audit_state()[0] == 1
+        assert first.stop() == 0
+        assert audit_state() == before
+
+        # killed: its rules stay behind until the next shipper with the same state directory starts
+        crashed = shipper("b")
+        assert wait_for_rules(crashed.process.pid) == RULES
+        crashed.kill()
+        assert shipper_rules(crashed.process.pid) == RULES
+        successor = shipper("b", run_id=crashed.run_id)
+        assert wait_for_rules(successor.process.pid) == RULES  # stale rules go before its own are added
+        assert shipper_rules(crashed.process.pid) == 0
+        assert "removed an audit rule left by a shipper that is gone" in successor.log_path.read_text()
+        assert successor.stop() == 0
+        assert audit_state() == before  # the settings found by the crashed one, restored by its successor
+    finally:
+        for process in made:  # a shipper left running would watch every container of later tests
+            if process.process is not None and process.process.poll() is None:
+                process.stop()
+            process.close()
 
 
 def test_exec_storm_keeps_the_shipper_up_with_bounded_memory(tmp_path, docker_client, es, run_container,
@@ -100,8 +111,9 @@ def test_exec_storm_keeps_the_shipper_up_with_bounded_memory(tmp_path, docker_cl
         assert shipped > execs // 10
         assert "the kernel dropped process events" in shipper.log_path.read_text() or shipped == execs
     finally:
-        assert shipper.stop() == 0
+        stopped = shipper.stop() if shipper.process.poll() is None else shipper.process.returncode
         shipper.close()
+    assert stopped == 0
 
 
 def _rss_mib(pid: int) -> float:
