@@ -105,6 +105,7 @@ class ExecWatch:
         self.proc_root = proc_root
         self.want_audit = audit
         self.audit_state = audit_state  # the audit settings found before the shipper changed them, across a crash
+        self.arch = netlink.machine_arch()
         self.key = key or f"shipper-{os.getpid()}"
         self.connector: netlink.ProcConnector | None = None
         self.audit_reader: netlink.AuditReader | None = None
@@ -153,7 +154,7 @@ class ExecWatch:
         return True
 
     def _start_audit(self) -> None:
-        arch = netlink.machine_arch()
+        arch = self.arch
         if arch is None:
             log.warning("processes: audit exec records not set up: unknown machine %s", os.uname().machine)
             return
@@ -429,7 +430,7 @@ class ExecWatch:
         container_id = self._container_of.get(pid) or self._container_of.get(event.ppid) or self._place(pid)
         if container_id is None:
             return
-        arch = netlink.machine_arch()
+        arch = self.arch
         number = event.syscall_number
         if event.comm.startswith("runc:") or event.argv[:2] == ["runc", "init"]:
             return  # the runtime making the container (its /dev links, host paths before pivot_root)

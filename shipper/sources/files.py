@@ -248,8 +248,7 @@ class FilesSource(Source):
     def _events(self, pending: _Pending) -> list[Event]:
         """What happened to one path: usually one event; a file created and already gone, two (as first seen,
         then its removal)."""
-        root = pending.root
-        host_path = root.path + pending.path[len(root.prefix):] if root.container_id else pending.path
+        host_path = _host_path(pending)
         try:
             info = os.lstat(host_path)
         except OSError:
@@ -301,7 +300,7 @@ class FilesSource(Source):
     def _event(self, pending: _Pending, action: str, info: os.stat_result | None, target: str | None,
                at: float | None) -> Event:
         root = pending.root
-        host_path = root.path + pending.path[len(root.prefix):] if root.container_id else pending.path
+        host_path = _host_path(pending)
         directory, _, name = pending.path.rpartition("/")
         file: dict[str, Any] = {"path": pending.path, "name": name, "directory": directory or "/"}
         if "." in name.strip("."):
@@ -340,6 +339,12 @@ class FilesSource(Source):
 # terminals opened by `docker exec -t`, POSIX message queues, and the standard devices (removed as a container stops)
 DEV_NOISE = ("/dev/pts/", "/dev/mqueue/", *(f"/dev/{name}" for name in (
     "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx", "fd", "stdin", "stdout", "stderr", "core")))
+
+
+def _host_path(pending: _Pending) -> str:
+    """Where a reported path is on the host: under its watched root (upper layer, /proc/<pid>/root/dev)."""
+    root = pending.root
+    return root.path + pending.path[len(root.prefix):] if root.container_id else pending.path
 
 
 def _look(host_path: str) -> tuple[os.stat_result, str | None] | None:

@@ -398,10 +398,7 @@ class AuditEvent:
     def comm(self) -> str:
         """The process's name. A program re-exec'd through /proc/self/exe (busybox's shell runs its applets so)
         is named `exe` by the kernel until it renames itself: argv[0] is the name it is about to take."""
-        comm = decode_value(self.syscall.get("comm", ""))
-        if comm == "exe" and self.argv and (not self.paths or self.paths[0].endswith("/exe")):
-            return self.argv[0].rsplit("/", 1)[-1][:15] or comm
-        return comm
+        return program_name(decode_value(self.syscall.get("comm", "")), self.argv, self.exe)
 
     @property
     def exe(self) -> str:
@@ -423,6 +420,15 @@ class AuditEvent:
             return int(value, 16) if value else -1
         except ValueError:
             return -1
+
+
+def program_name(comm: str, argv: list[str], executable: str | None) -> str:
+    """What a process is called. The kernel names a program exec'd through /proc/self/exe `exe` (busybox's
+    shell runs its applets so) until it renames itself, which busybox never does: argv[0] is its name.
+    A program whose file really is called `exe` keeps the name."""
+    if comm == "exe" and argv and (executable or "").rsplit("/", 1)[-1] != "exe":
+        return argv[0].rsplit("/", 1)[-1][:15] or comm
+    return comm
 
 
 def execve_argv(fields: dict[str, str]) -> list[str]:

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator
 
+from .netlink import program_name
+
 TCP_STATES = {
     "01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
     "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING",
@@ -106,9 +108,9 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
     if deleted:
         exe = exe[: -len(DELETED_SUFFIX)]
     uid = status.get("Uid", "").split()
-    if stat.name == "exe" and args and (exe or "").rsplit("/", 1)[-1] != "exe":
-        # re-exec'd through /proc/self/exe (busybox's shell runs its applets so): argv[0] is the name it takes
-        stat = ProcStat(stat.pid, args[0].rsplit("/", 1)[-1][:15] or stat.name, stat.ppid, stat.start_ticks)
+    name = program_name(stat.name, args, exe)
+    if name != stat.name:
+        stat = ProcStat(stat.pid, name, stat.ppid, stat.start_ticks)
     return ProcInfo(
         stat=stat,
         ns_pid=int(ns_pids[-1]),

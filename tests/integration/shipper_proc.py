@@ -105,6 +105,13 @@ class ShipperProcess:
                     return float(line.split()[-1])
         return 0.0
 
+    def wait_for_metric(self, name: str, at_least: float, timeout: float = 30, **labels: str) -> float:
+        """Poll a metric until it reaches `at_least` or `timeout` passes; its last value."""
+        deadline = time.monotonic() + timeout
+        while (value := self.metric(name, **labels)) < at_least and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return value
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

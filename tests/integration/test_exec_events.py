@@ -12,6 +12,7 @@ import time
 import pytest
 
 from shipper.sources import netlink
+from shipper.sources.base import parse_docker_time
 
 from .shipper_proc import ShipperProcess, audit_state, count
 
@@ -125,9 +126,4 @@ def _rss_mib(pid: int) -> float:
 
 
 def _seconds(started: str, finished: str) -> float:
-    from datetime import datetime
-
-    def parse(text: str) -> float:
-        head, _, rest = text.rstrip("Z").partition(".")
-        return datetime.fromisoformat(f"{head}.{(rest + '000000')[:6]}+00:00").timestamp()
-    return parse(finished) - parse(started)
+    return parse_docker_time(finished) - parse_docker_time(started)

@@ -86,9 +86,7 @@ def test_a_replay_after_a_rollover_indexes_nothing_twice(es, relay, run_containe
     relay.lose_answers = True
     second = run_container(["sh", "-c", "seq 1 50 | sed 's/^/during-/'"], labels=shipper.labels)
     assert second.wait(timeout=60)["StatusCode"] == 0
-    deadline = time.monotonic() + 90
-    while shipper.metric("shipper_spooled_events_total") < 50 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    shipper.wait_for_metric("shipper_spooled_events_total", 50, timeout=90)
     assert shipper.metric("shipper_spooled_events_total") == 50, shipper.log_tail()
     assert count(es, index) == 150  # they are in, in the first backing index
 
@@ -97,9 +95,7 @@ def test_a_replay_after_a_rollover_indexes_nothing_twice(es, relay, run_containe
     assert rolled["rolled_over"], rolled
 
     relay.lose_answers = False
-    deadline = time.monotonic() + 90
-    while shipper.metric("shipper_replayed_events_total") < 50 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    shipper.wait_for_metric("shipper_replayed_events_total", 50, timeout=90)
     assert shipper.metric("shipper_replayed_events_total") == 50, shipper.log_tail()
     time.sleep(2)
     assert count(es, index) == 150, "a replayed event was indexed again in the new backing index"

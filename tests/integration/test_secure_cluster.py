@@ -9,7 +9,6 @@ integ-test zip cannot build by itself: the bed adds a small analysis plugin for 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -73,9 +72,7 @@ def test_unverified_certificate_is_refused_and_spooled(secure_es, writer_passwor
     shipper = shippers(f"elasticsearch.hosts={SECURE_URL}", *LOGS_ONLY, f"elasticsearch.username={WRITER}", env={"SHIPPER_ELASTICSEARCH__PASSWORD": writer_password}).start()
     container = run_container(["sh", "-c", "seq 1 50"], labels=shipper.labels)
     assert container.wait(timeout=60)["StatusCode"] == 0
-    deadline = time.monotonic() + 30
-    while shipper.metric("shipper_spooled_events_total") < 50 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    shipper.wait_for_metric("shipper_spooled_events_total", 50, timeout=30)
     assert shipper.metric("shipper_spooled_events_total") == 50, shipper.log_tail()
     assert b"degraded: spooling" in shipper.health()
     assert count(secure_es, shipper.index) == 0
@@ -107,9 +104,7 @@ def test_ships_with_a_create_only_api_key_and_spools_when_it_is_revoked(secure_e
         secure_es.security.invalidate_api_key(ids=[key["id"]])
         container = run_container(["sh", "-c", "seq 1 50 | sed 's/^/revoked-/'"], labels=shipper.labels)
         assert container.wait(timeout=60)["StatusCode"] == 0
-        deadline = time.monotonic() + 60
-        while shipper.metric("shipper_spooled_events_total") < 50 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        shipper.wait_for_metric("shipper_spooled_events_total", 50, timeout=60)
         assert shipper.metric("shipper_spooled_events_total") == 50, shipper.log_tail()
         assert b"degraded: spooling" in shipper.health()
         assert count(secure_es, shipper.index) == 200

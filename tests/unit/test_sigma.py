@@ -1,10 +1,8 @@
 """The live Sigma evaluator and the rule loader, on rules written here."""
 
-import logging
 import textwrap
 from pathlib import Path
 
-import pytest
 
 
 from shipper.cli import main
@@ -23,15 +21,6 @@ detection:
 {detection}
 """
 IDS = ["7a3c6f0e-0000-4000-8000-00000000000%d" % i for i in range(10)]
-
-
-@pytest.fixture(autouse=True)
-def _own_log_handler():
-    """`main()` installs its log handler on pytest's captured stream; put the old ones back."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    yield
-    root.handlers[:] = handlers
 
 
 def rule(tmp_path: Path, detection: str, name: str = "r.yml", rule_id: str = IDS[0], title: str = "t") -> Path:

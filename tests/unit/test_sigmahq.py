@@ -6,7 +6,6 @@ tests/sigma_derivation.py for how events are derived and confirmed).
 
 from __future__ import annotations
 
-import logging
 import re
 
 import pytest
@@ -29,15 +28,6 @@ def loaded():
     rules, problems = load_rules([CORPUS])
     assert problems == []
     return rules
-
-
-@pytest.fixture(autouse=True)
-def _own_log_handler():
-    """`main()` installs its log handler on pytest's captured stream; put the old ones back."""
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    yield
-    root.handlers[:] = handlers
 
 
 # ------------------------------------------------------------------ loading, routing, lint
