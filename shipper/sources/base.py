@@ -43,7 +43,6 @@ class Batch:
     source: str
     events: list[Event]
     positions: dict[str, Any] = field(default_factory=dict)
-    created: float = field(default_factory=time.monotonic)
 
 
 Emit = Callable[[Batch], None]
