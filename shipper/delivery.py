@@ -35,7 +35,7 @@ class Owed(NamedTuple):
     """Documents not delivered yet, where they go, and why they wait."""
 
     documents: Documents
-    index: str
+    stream: str
     reason: str
 
 
@@ -80,11 +80,11 @@ class Deliverer:
         index = index or self.index  # segments written before the stream was named in them
         left, error = Documents(), None
         for owed in self._send(documents, index, resent=True):
-            if owed.index == index:
+            if owed.stream == index:
                 left.extend(owed.documents)
                 error = owed.reason
             else:
-                self.spool.append(owed.documents, owed.index)  # dead letters that could not be sent yet
+                self.spool.append(owed.documents, owed.stream)  # dead letters that could not be sent yet
         if left:
             self.spool.replace(path, left, index)
         else:
@@ -150,6 +150,6 @@ class Deliverer:
             log.warning("sink unavailable, spooling to disk",
                         extra={"reason": owed.reason, "spool": str(self.spool.directory)})
         self.sink_up = False
-        self.spool.append(owed.documents, owed.index)
+        self.spool.append(owed.documents, owed.stream)
         self.metrics.spooled.inc(len(owed.documents))
         self.metrics.spool_bytes.set(self.spool.bytes)

@@ -46,7 +46,7 @@ ContainerLookup = Callable[[str], Any]  # container id -> ContainerMeta | None
 def container_fields(event: Event, containers: ContainerLookup | None) -> dict[str, Any]:
     """The `container` object of an event (a copy): the shared metadata, with the event's own
     container fields merged over it. Custom fields in it go to shipper.container (ecs.py)."""
-    meta = containers(event.container_id) if containers else None
+    meta = containers(event.container_id) if containers and event.container_id else None
     base = meta.ecs if meta is not None else {"id": event.container_id}
     return {**base, **(event.fields.get("container") or {})}
 

@@ -33,7 +33,7 @@ from .sources.base import Batch, Source
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
+_STOP = None  # put on the delivery queue by `stop`
 
 
 CHECKPOINT_INTERVAL = 1.0  # seconds between checkpoint writes
@@ -63,7 +63,7 @@ class Pipeline:
         self.process = process or (lambda batch: batch)
         self.notifiers = notifiers
         self.status_interval = status_interval
-        self._to_deliver: queue.Queue = queue.Queue(settings.queue_batches)
+        self._to_deliver: queue.Queue[tuple[Documents, Batch] | None] = queue.Queue(settings.queue_batches)
         self._threads: dict[str, threading.Thread] = {}
         self._stopping = threading.Event()
         self.deliverer = Deliverer(sink, spool, metrics, writer.namespace, max_retries=settings.max_retries,
@@ -80,7 +80,7 @@ class Pipeline:
         for source in self.sources:
             self._spawn(f"source-{source.name}", self._source_loop, source)
 
-    def _spawn(self, name: str, target, *args) -> None:
+    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._threads[name] = thread
         thread.start()
@@ -186,15 +186,14 @@ class Pipeline:
                 continue
             self.metrics.spool_full.set(0)
             wait = settings.flush_interval - (now - first_at) if batches else settings.flush_interval
-            item = None
+            item: tuple[Documents, Batch] | None = None
             if not stopping:
                 try:
                     item = self._to_deliver.get(timeout=max(0.01, min(wait, 0.2)))
+                    stopping = item is _STOP
                 except queue.Empty:
                     pass
-            if item is _STOP:
-                stopping = True
-            elif item is not None:
+            if item is not None:
                 encoded, batch = item
                 if not batches:
                     first_at = time.monotonic()

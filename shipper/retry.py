@@ -18,4 +18,4 @@ class Backoff:
         """Seconds to wait before attempt `attempt + 1` (attempt 0 is the first send)."""
         if retry_after is not None:
             return min(self.cap, max(0.0, retry_after))
-        return min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0)
+        return float(min(self.cap, self.base * 2**attempt) * random.uniform(0.5, 1.0))

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import OrjsonSerializer
 
-from ..config import ElasticsearchConfig
+from ..config import Config, ElasticsearchConfig
 from ..metrics import Metrics
 from .base import Delivery, Documents, Refusal, Sink
 
@@ -105,7 +106,7 @@ class ElasticsearchSink(Sink):
         self.check_resent = True  # off once the cluster says we may not read (403)
 
     @classmethod
-    def from_config(cls, config, metrics: Metrics) -> "ElasticsearchSink":
+    def from_config(cls, config: Config, metrics: Metrics) -> ElasticsearchSink:
         """The sink as `shipper run` and `shipper spool replay` use it (a whole `Config`)."""
         return cls(config.elasticsearch, metrics, max_docs=config.pipeline.batch_max_docs,
                    max_bytes=config.pipeline.batch_max_bytes)
@@ -114,7 +115,7 @@ class ElasticsearchSink(Sink):
         """Bulk-create `documents` in `index`, cut into requests under `max_docs`/`max_bytes`
         (one huge request would trip the cluster's indexing-pressure limit every time)."""
         delivery = Delivery()
-        positions = range(len(documents))
+        positions: Sequence[int] = range(len(documents))
         if resent and self.check_resent:
             try:
                 positions = self._not_yet_indexed(documents, index, delivery)
@@ -167,7 +168,7 @@ class ElasticsearchSink(Sink):
         return [position for position, i in enumerate(ids) if i not in found]
 
     def _bulk(self, documents: Documents, start: int, end: int, index: str, delivery: Delivery,
-              positions: range | list[int]) -> None:
+              positions: Sequence[int]) -> None:
         """One bulk request for documents[start:end]; `positions` maps them back to what `send` was handed."""
         body = bulk_body(documents.ids[start:end], documents.bodies[start:end])
         started = time.monotonic()
@@ -195,7 +196,9 @@ class ElasticsearchSink(Sink):
 
     def _request(self, body: bytes, index: str) -> dict[str, Any]:
         try:
-            response = self.client.bulk(operations=body, index=index, filter_path=BULK_FILTER).body
+            # the client sends bytes as they are: the body is already NDJSON
+            response: dict[str, Any] = self.client.bulk(operations=body, index=index,  # type: ignore[arg-type]
+                                                        filter_path=BULK_FILTER).body
             self._last_refusal = ""
             return response
         except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout) as exc:

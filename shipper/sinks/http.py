@@ -6,6 +6,7 @@ It never retries: the caller decides (see `shipper/retry.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import urllib3
 
@@ -23,7 +24,7 @@ class Answer:
 
 
 def pool(ca_file: str | None = None, verify_certs: bool = True, timeout: float = 30.0) -> urllib3.PoolManager:
-    kwargs = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
+    kwargs: dict[str, Any] = {"timeout": urllib3.Timeout(total=timeout), "retries": False}
     if ca_file:
         kwargs["ca_certs"] = ca_file
     if not verify_certs:

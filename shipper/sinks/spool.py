@@ -50,7 +50,7 @@ def parse(body: bytes, path: Path) -> tuple[Documents, str | None]:
 
 
 class Spool:
-    def __init__(self, directory: str | os.PathLike, max_bytes: int):
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -111,7 +111,7 @@ class Spool:
         os.rename(tmp, path)
         _fsync_dir(self.directory)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, object]:
         segments = self.segments()
         return {"directory": str(self.directory), "segments": len(segments), "bytes": self.bytes,
                 "max_bytes": self.max_bytes, "full": self.full}

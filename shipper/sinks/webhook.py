@@ -32,21 +32,21 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 COLORS = {Severity.CRITICAL: "#8b0000", Severity.HIGH: "#d9534f", Severity.MEDIUM: "#f0ad4e",
           Severity.LOW: "#5bc0de", Severity.INFORMATIONAL: "#cccccc"}
-_STOP = object()
+_STOP = None  # put on the queue by `close`
 
 
 class WebhookNotifier(Notifier):
     name = "webhook"
 
     def __init__(self, config: WebhookConfig, metrics: Metrics, containers: Callable[[str], Any] | None = None,
-                 sleep=time.sleep):
+                 sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self.metrics = metrics
         self.containers = containers or (lambda container_id: None)
         self.minimum = Severity.parse(config.min_severity)
         self.http = pool(timeout=config.request_timeout)
         self.host = socket.gethostname()
-        self._queue: queue.Queue = queue.Queue(config.queue_size)
+        self._queue: queue.Queue[Event | None] = queue.Queue(config.queue_size)
         self._throttle = Throttle(config.throttle_seconds)
         self._sleep = sleep
         self._backoff = Backoff()
@@ -106,8 +106,9 @@ class WebhookNotifier(Notifier):
 
     def _post(self, body: bytes) -> Answer:
         answer = Answer(0, "not sent")
+        url = self.config.url or ""  # enabled implies a URL: the config loader checks it
         for attempt in range(self.config.max_retries + 1):
-            answer = post(self.http, self.config.url, body, {"Content-Type": "application/json"})
+            answer = post(self.http, url, body, {"Content-Type": "application/json"})
             if answer.final or attempt == self.config.max_retries:
                 break
             self._sleep(self._backoff.delay(attempt, answer.retry_after))
