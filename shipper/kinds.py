@@ -208,10 +208,10 @@ def _any(values: list[str]) -> str:
     return values[0] if len(values) == 1 else "(" + " OR ".join(values) + ")"
 
 
-def template_fields() -> dict[str, Any]:
+def template_fields(sources: tuple[Source, ...] = SOURCES) -> dict[str, Any]:
     """Every source's fields, for the index template; a field two sources carry must have one type."""
     merged: dict[str, Any] = {}
-    for source in SOURCES:
+    for source in sources:
         for name, spec in source.fields.items():
             if merged.setdefault(name, spec) != spec:
                 raise ValueError(f"{name} is {merged[name]} in one source and {spec} in {source.name}")
