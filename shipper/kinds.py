@@ -12,8 +12,10 @@ Kibana scopes and columns (kibana.py), setup's template mapping (es_setup.py), t
 fields `shipper rules lint` knows a category carries (detect/lint.py), and the sources'
 `event.dataset`. A unit test checks the lists in the README and the example config.
 
-Adding a kind of event means adding its Source and Category here (and the code of the
-source that produces it); nothing else names it.
+Adding a kind of event means declaring its Source and Category here, and writing the
+source that produces it (which takes its name and dataset from here). Nothing else in
+the code names it; the README and the example config list it for users, and a unit
+test (tests/unit/test_kinds.py) fails until they do.
 """
 
 from __future__ import annotations

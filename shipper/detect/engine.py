@@ -16,8 +16,8 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
 from .. import kinds
-from ..document import join_container
 from ..config import DetectionConfig
+from ..document import join_container
 from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch

@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import Problem
 from .. import kinds
+from ..errors import Problem
 from .engine import route
 from .sigma import Rule
 from .sigmahq import FIELD_MAPPING

@@ -7,13 +7,18 @@ broken build from hanging the suite.
 
 from __future__ import annotations
 
-import logging
 import threading
 
 from shipper.config import AnomalyConfig
 from shipper.detect.engine import RulesEngine
 from shipper.detect.sigma import load_rules
-from shipper.detect.stateful import NOTHING, AnomalyDetector, Detector, DetectorInfo, Observation
+from shipper.detect.stateful import (
+    NOTHING,
+    AnomalyDetector,
+    Detector,
+    DetectorInfo,
+    Observation,
+)
 from shipper.model import Event, Severity
 from shipper.sources.base import Batch
 

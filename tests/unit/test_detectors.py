@@ -94,3 +94,19 @@ def test_health_check_execs_are_recognised():
     assert _is_health_check(["CMD-SHELL", "curl -f localhost"], ["/bin/sh", "-c", "curl -f localhost"])
     assert not _is_health_check(["CMD", "true"], ["id"])
     assert not _is_health_check([], ["true"]) and not _is_health_check(["NONE"], ["true"])
+
+
+def test_miner_output_in_a_log_is_a_mining_signal_through_the_log_rule():
+    from shipper.detect.engine import RulesEngine
+    from shipper.model import Event
+
+    engine = RulesEngine.from_paths([], detectors=[MiningDetector(MiningConfig(cpu_cores=0.8, sustained_samples=2))])
+    line = Event("l", "t", "docker_logs", {"message": "use pool stratum+tcp://127.0.0.1:3333 xmrig/6.21"},
+                 container_id="c")
+    assert [v.rule_name for v in engine.judge(line).verdicts] == ["Crypto-miner output in a container's log"]
+    sample = Event("s", "t", "stats", stats(0.9), container_id="c")
+    assert not engine.judge(sample).verdicts
+    verdict, = engine.judge(sample).verdicts
+    assert verdict.rule_name == MiningDetector.info.title and "miner output in the container's log" in verdict.reason
+    other = Event("s2", "t", "stats", stats(0.9), container_id="quiet")
+    assert not engine.judge(other).verdicts and not engine.judge(other).verdicts  # no signal there

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from shipper import kinds
+from shipper.detect.engine import category_of, judged_categories
 from shipper.es_setup import EVENT_FIELDS
 from shipper.model import Event
-from shipper.detect.engine import category_of, judged_categories
 from shipper.sources.docker_events import DockerEventsSource
 from shipper.sources.docker_logs import LOG_EVENT, DockerLogsSource
 from shipper.sources.files import FilesSource
