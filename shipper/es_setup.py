@@ -60,6 +60,7 @@ EVENT_FIELDS: dict[str, Any] = {
     "message": "match_only_text",
     "tags": KW,
     "shipper.log.stream": KW,
+    "shipper.log.driver": KW,
     "labels": "flattened",
     "data_stream.type": "constant_keyword",
     "data_stream.dataset": "constant_keyword",

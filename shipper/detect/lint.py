@@ -37,7 +37,7 @@ CARRIED: dict[str, set[str]] = {
                  "shipper.file.executable", "file.hash.sha256"},
     NETWORK_CONNECTION: _PROCESS | {"shipper.process.host_pid", "source.ip", "source.port", "destination.ip", "destination.port",
                                     "network.transport", "network.type", "network.direction", "shipper.network.state"},
-    CONTAINER_LOG: {"shipper.log.stream", "log.file.path", "shipper.log.offset", "shipper.log.flags"},
+    CONTAINER_LOG: {"shipper.log.stream", "shipper.log.driver", "log.file.path", "shipper.log.offset", "shipper.log.flags"},
 }
 
 
