@@ -28,6 +28,7 @@ import os
 import struct
 import threading
 import time
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Iterator
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 LIVE_NAME = "container.log"
 READ_SIZE = 1 << 20
 MAX_ENTRY = 1 << 24  # Docker's entries are ~16 KiB; a length beyond this is a corrupt file
+BROKEN_GZIP = (EOFError, zlib.error, gzip.BadGzipFile)
 _LENGTH = struct.Struct(">I")
 
 
@@ -124,9 +126,7 @@ def decode_entry(data: bytes) -> LogEntry:
                 elif inner == 2 and isinstance(item, bytes):
                     partial_id = item.decode("utf-8", "replace")
                 elif inner == 3 and isinstance(item, int):
-                    ordinal = item - (1 << 32) if item >= 1 << 31 else item
-        elif isinstance(value, (int, bytes)):
-            continue
+                    ordinal = item - (1 << 64) if item >= 1 << 63 else item  # int32: negatives take 10 bytes
     return LogEntry(source, time_nano, line, partial, last, partial_id, ordinal)
 
 
@@ -281,7 +281,8 @@ class _OpenFile:
         self.offset = self.stream.seek(offset)
 
     def read(self, size: int) -> bytes:
-        return self.stream.read(size)
+        # read1: a damaged gzip raises only on the piece that reaches the damage, not on all before it
+        return self.stream.read1(size) if self.compressed else self.stream.read(size)
 
     def close(self) -> None:
         if self.compressed:
@@ -352,7 +353,12 @@ class LocalLogChain:
             return None
         self._seq += 1
         opened = _OpenFile(path, handle, self._seq)
-        digest = opened.digest
+        try:
+            digest = opened.digest
+        except BROKEN_GZIP as exc:
+            log.warning("compressed log file is damaged; skipping it", extra={"log_file": path, "error": str(exc)})
+            opened.close()
+            return None
         seen.add(digest)
         if digest is not None and (digest in known or digest in self._finished):
             opened.close()
@@ -450,7 +456,12 @@ class LocalLogChain:
         consumed = 0
         while self._files and len(out) < max_lines and consumed < max_bytes:
             current = self._files[0]
-            chunk = current.read(READ_SIZE)
+            try:
+                chunk = current.read(READ_SIZE)
+            except BROKEN_GZIP as exc:  # a damaged rotation: what it still held is lost, say so and go on
+                log.warning("compressed log file ends early or is damaged; going on with the next one",
+                            extra={"log_file": current.path, "error": str(exc)})
+                chunk = b""
             if chunk:
                 consumed += len(chunk)
                 self._consume(current, chunk, out)

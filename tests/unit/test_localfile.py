@@ -255,3 +255,15 @@ def test_corrupt_frames_are_shipped_as_malformed_not_lost(tmp_path, caplog):
     assert texts(lines[:1]) == ["good"]
     assert lines[1].malformed and "bad one" in lines[1].text
     assert "corrupt" in caplog.text
+
+
+def test_a_damaged_compressed_rotation_is_reported_and_the_rest_still_read(tmp_path, caplog):
+    live = tmp_path / LIVE_NAME
+    write(live, *(entry(f"kept-{i} " + "z" * (i % 97), time_nano=T0 + i) for i in range(2000)))
+    rotate(tmp_path)
+    damaged = tmp_path / f"{LIVE_NAME}.1.gz"
+    damaged.write_bytes(damaged.read_bytes()[:-12])  # cut inside the deflate stream and its trailer
+    write(live, entry("after", time_nano=T0 + 5000))
+    got = texts(LocalLogChain(str(tmp_path), max_message_length=1000))
+    assert got[0] == "kept-0 " and got[-1] == "after" and len(got) > 1000  # what came before the damage
+    assert "damaged" in caplog.text
