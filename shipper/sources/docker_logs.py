@@ -236,6 +236,11 @@ class DockerLogsSource(Source):
             self._report_unreadable(meta, why)
             return
         position = positions.get(container_id)
+        if position is not None and (reader == "api") == ("offset" in position):
+            log.warning("docker_logs: the checkpoint was written by another reader (the mode changed); reading "
+                        "this container's logs from the start, lines already shipped get new ids",
+                        extra={"container": meta.name, "read_by": reader})
+            position = None
         start_at_end = self.start_at_end and container_id not in positions
         directory = os.path.join(self.root_dir, "containers", meta.id)
         if reader == "json-file":
