@@ -239,6 +239,8 @@ def _first_frame_digest(head: bytes) -> str | None:
     if len(head) < 4:
         return None
     (length,) = _LENGTH.unpack_from(head)
+    if length > MAX_ENTRY:  # a corrupt start: its first bytes are still the file's own
+        return hashlib.blake2b(head[:8], digest_size=8).hexdigest()
     if len(head) < 8 + length:
         return None  # the first entry is not whole yet
     return hashlib.blake2b(head[:8 + length], digest_size=8).hexdigest()
@@ -269,11 +271,11 @@ class _OpenFile:
                 with gzip.GzipFile(fileobj=_Reopened(self.handle), mode="rb") as copy:
                     head = copy.read(8)
                     if len(head) == 8:
-                        head += copy.read(_LENGTH.unpack_from(head)[0])
+                        head += copy.read(min(_LENGTH.unpack_from(head)[0], MAX_ENTRY))
             else:
                 head = os.pread(self.handle.fileno(), 8, 0)
                 if len(head) >= 4:
-                    head = os.pread(self.handle.fileno(), 8 + _LENGTH.unpack_from(head)[0], 0)
+                    head = os.pread(self.handle.fileno(), 8 + min(_LENGTH.unpack_from(head)[0], MAX_ENTRY), 0)
             self._digest = _first_frame_digest(head)
         return self._digest
 
