@@ -1,6 +1,7 @@
-"""Shipping benchmark: json-file lines from N containers -> `shipper run` -> a bulk endpoint.
+"""Shipping benchmark: log lines from N containers -> `shipper run` -> a bulk endpoint.
 
     .venv/bin/python bench/bench_shipping.py [--lines 1000000] [--containers 4] [--target fake|es|both]
+                                             [--driver json-file|local|both]
 
 Needs the test bed (scripts/testbed.sh up). Writes bench/results/shipping.json and the
 "Shipping" table of docs/benchmarks.md. Two phases per target:
@@ -8,6 +9,8 @@ Needs the test bed (scripts/testbed.sh up). Writes bench/results/shipping.json a
 - backlog: the lines are already on disk when the shipper starts (from scratch, no
   checkpoint); docs/s = lines / time until the last one is acknowledged, CPU seconds
   per million docs and peak RSS of the shipper process.
+- `--driver` picks the containers' log driver, both read from disk: json-file or
+  local (protobuf entries; rotated files compressed).
 - live: containers write at a fixed rate while the shipper runs; the fake endpoint
   samples every 50th document's `@timestamp` on arrival, giving p50/p99 delay from a
   line's timestamp to its acknowledgement.
@@ -41,6 +44,11 @@ from docker.types import LogConfig
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("SHIPPER_TEST_IMAGE", "shipper-testbed/busybox:1")
 PAD = "x" * 110  # ~150-byte lines with the prefix
+
+
+def log_config(driver: str, max_size: str) -> LogConfig:
+    # the local driver compresses rotated files by default, which needs max-file >= 2
+    return LogConfig(type=driver, config={"max-size": max_size, "max-file": "1" if driver == "json-file" else "2"})
 
 
 def free_port() -> int:
@@ -106,21 +114,21 @@ def _parse(stamp: str) -> float:
 # ------------------------------------------------------------------ workload
 
 
-def write_backlog(client, label: str, lines: int, containers: int) -> list:
+def write_backlog(client, label: str, lines: int, containers: int, driver: str) -> list:
     per = lines // containers
     made = []
     for n in range(containers):
         made.append(client.containers.run(
             IMAGE, ["sh", "-c", f"seq 1 {per} | sed 's/^/bench c{n} line /; s/$/ {PAD}/'"], detach=True,
             network_mode="none", labels={"shipper.bench": label}, name=f"shipper-bench-{label}-{n}",
-            log_config=LogConfig(type="json-file", config={"max-size": "1g", "max-file": "1"}),
+            log_config=log_config(driver, "1g"),
         ))
     for container in made:
         container.wait(timeout=600)
     return made
 
 
-def start_live(client, label: str, rate: int, seconds: int, containers: int) -> list:
+def start_live(client, label: str, rate: int, seconds: int, containers: int, driver: str) -> list:
     """Containers writing `rate` lines/s in all for `seconds`, labelled like the backlog ones."""
     per_container = rate // containers // 10  # lines per 0.1 s
     rounds = seconds * 10
@@ -129,7 +137,7 @@ def start_live(client, label: str, rate: int, seconds: int, containers: int) -> 
     return [client.containers.run(
         IMAGE, ["sh", "-c", script], detach=True, network_mode="none", labels={"shipper.bench": label},
         name=f"shipper-bench-{label}-live-{n}",
-        log_config=LogConfig(type="json-file", config={"max-size": "100m", "max-file": "2"}),
+        log_config=log_config(driver, "100m"),
     ) for n in range(containers)]
 
 
@@ -187,7 +195,8 @@ class Shipper:
 # ------------------------------------------------------------------ phases
 
 
-def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int) -> dict:
+def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int,
+               driver: str) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"shipper-bench-{target}-"))
     fake = None
     delays_path = work / "delays.json"
@@ -201,13 +210,13 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
     label = uuid.uuid4().hex[:8]
     made = []
     try:
-        print(f"[{target}] writing {lines} lines from {containers} containers ...", flush=True)
-        made += write_backlog(client, label, lines, containers)
+        print(f"[{target}] writing {lines} {driver} lines from {containers} containers ...", flush=True)
+        made += write_backlog(client, label, lines, containers, driver)
         state = work / "state"
         shipper = Shipper(hosts, label, state)
         elapsed = shipper.wait_out(lines)
         result = {
-            "target": target, "lines": lines, "containers": containers,
+            "target": target, "driver": driver, "lines": lines, "containers": containers,
             "backlog_seconds": round(elapsed, 2),
             "docs_per_second": round(lines / elapsed),
             "cpu_seconds_per_million": round(shipper.cpu_seconds() / lines * 1e6, 2),
@@ -217,7 +226,7 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
         if target == "fake":
             shipper.stop()
             live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
-            made += start_live(client, label, live_rate, live_seconds, containers)
+            made += start_live(client, label, live_rate, live_seconds, containers, driver)
             shipper = Shipper(hosts, label, state)  # same checkpoint: only the new lines, as they come
             for container in made[-containers:]:
                 container.wait(timeout=600)
@@ -245,11 +254,12 @@ def write_report(results: list[dict]) -> None:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     payload = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine, "results": results}
     (out / "shipping.json").write_text(json.dumps(payload, indent=2) + "\n")
-    rows = ["| target | lines | containers | docs/s | CPU-s per 1M docs | peak RSS MB | live p50 / p99 delay |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = ["| target | log driver | lines | containers | docs/s | CPU-s per 1M docs | peak RSS MB | live p50 / p99 delay |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         delay = f"{r['delay_p50_ms']} / {r['delay_p99_ms']} ms at {r['live_rate']} lines/s" if "delay_p50_ms" in r else "n/a"
-        rows.append(f"| {r['target']} | {r['lines']:,} | {r['containers']} | {r['docs_per_second']:,} | "
+        rows.append(f"| {r['target']} | {r.get('driver', 'json-file')} | {r['lines']:,} | {r['containers']} | "
+                    f"{r['docs_per_second']:,} | "
                     f"{r['cpu_seconds_per_million']} | {r['peak_rss_mb']} | {delay} |")
     section = (f"<!-- shipping:start -->\nMeasured {payload['date']} on {machine} "
                f"(`bench/bench_shipping.py`, raw figures in `bench/results/shipping.json`).\n\n" + "\n".join(rows) + "\n<!-- shipping:end -->")
@@ -270,10 +280,14 @@ def main() -> None:
     parser.add_argument("--target", choices=["fake", "es", "both"], default="both")
     parser.add_argument("--live-rate", type=int, default=20_000, help="lines/s written in the live phase")
     parser.add_argument("--live-seconds", type=int, default=10)
+    parser.add_argument("--driver", choices=["json-file", "local", "both"], default="json-file",
+                        help="the containers' log driver")
     args = parser.parse_args()
     client = docker.from_env()
     targets = ["fake", "es"] if args.target == "both" else [args.target]
-    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds) for t in targets]
+    drivers = ["json-file", "local"] if args.driver == "both" else [args.driver]
+    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, d)
+               for t in targets for d in drivers]
     write_report(results)
 
 

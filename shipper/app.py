@@ -76,7 +76,7 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
             client, cache, selector=selector, mode=logs.mode, root_dir=config.docker.root_dir,
             batch_size=config.pipeline.batch_max_docs, batch_bytes=config.pipeline.batch_max_bytes,
             max_message_length=logs.max_message_length,
-            poll_interval=logs.poll_interval, start_at=logs.start_at,
+            poll_interval=logs.poll_interval, start_at=logs.start_at, metrics=metrics,
         ))
     if config.sources.docker_events.enabled:
         sources.append(DockerEventsSource(client, cache, images=image_checker(config, client)))

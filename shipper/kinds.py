@@ -56,7 +56,8 @@ class Category:
 _PROCESS = {"process.pid": "long", "process.name": KW, "process.executable": KW, "process.command_line": "wildcard"}
 
 DOCKER_LOGS = Source("docker_logs", {
-    "shipper.log.stream": KW, "log.file.path": KW, "shipper.log.offset": "long", "shipper.log.flags": KW,
+    "shipper.log.stream": KW, "shipper.log.driver": KW, "log.file.path": KW, "shipper.log.offset": "long",
+    "shipper.log.flags": KW,
 })
 DOCKER_EVENTS = Source("docker_events", {
     "process.exit_code": "long",

@@ -38,6 +38,9 @@ class Metrics:
         self.spool_full = Gauge("shipper_spool_full", "1 while the spool is full and sources are paused", registry=r)
         self.queue_depth = Gauge("shipper_queue_depth", "Batches waiting in a queue", ["queue"], registry=r)
         self.containers = Gauge("shipper_containers_followed", "Containers whose logs are followed", registry=r)
+        self.containers_unreadable = Counter("shipper_containers_unreadable", "Containers whose logs cannot be read "
+                                             "(log driver none, or not read back by the engine), by log driver",
+                                             ["driver"], registry=r)
         self.batch_seconds = Histogram(
             "shipper_batch_seconds", "Time to acknowledge one bulk request", ["sink"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -1,10 +1,15 @@
 """Source `docker_logs`: every line every selected container writes.
 
-Two modes:
-- `file`: read `<root>/containers/<id>/<id>-json.log*` directly (fast, exact
-  positions, survives rotation); the default when that directory is readable.
-- `api`: the Engine API log stream (remote engines, other log drivers),
-  resumed with `since=` the last acknowledged timestamp.
+How each container is read is decided per container, from its log driver
+(`HostConfig.LogConfig.Type`), by `reader_for`:
+- `json-file` (`<id>-json.log*`) and `local` (`local-logs/container.log*`) are read
+  from disk: fast, exact positions, survives rotation;
+- every other driver the engine can read back (journald, and any driver while the
+  engine's dual-logging cache is on) through the Engine API log stream, resumed
+  with `since=` the last acknowledged timestamp;
+- `none`, and drivers the engine cannot read back, are reported once per container
+  and counted in `shipper_containers_unreadable`.
+`mode: file` and `mode: api` override this for every container.
 
 Containers are discovered through the engine's event stream (a new container is
 followed as soon as it is created), and stopped containers are drained.
@@ -27,6 +32,7 @@ from ..containers import ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from .base import Batch, Emit, Source, close_quietly
 from .jsonfile import JsonFileChain, Line
+from .localfile import LocalLogChain
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +40,46 @@ log = logging.getLogger(__name__)
 # no event.category: ECS has none for an application's own log line
 LOG_EVENT = {"kind": "event", "dataset": "shipper.docker_logs", "module": "docker"}
 FOLLOW_ACTIONS = {"create", "start", "restart"}
+FILE_DRIVERS = ("json-file", "local")
+# The engine reads these back itself, without its dual-logging cache.
+NATIVE_READ_BACK = FILE_DRIVERS + ("journald",)
+CACHE_MIN_API = (1, 41)  # Engine 20.10: dual logging, `docker logs` for every driver
 
 
-def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line) -> Event:
+def reader_for(meta: ContainerMeta, mode: str, files_readable: bool, api_version: str) -> tuple[str, str]:
+    """How one container's logs are read: ("json-file" | "local" | "api" | "none", why)."""
+    driver = meta.log_driver
+    if driver == "none":
+        return "none", "its log driver is none: the engine keeps no logs to read"
+    if mode == "api":
+        return "api", "mode api"
+    if driver in FILE_DRIVERS and mode == "file":
+        return driver, "mode file"
+    if driver in FILE_DRIVERS and files_readable:
+        return driver, "its log files are readable"
+    if mode == "file":
+        return "none", f"mode file reads json-file and local only; set mode auto to follow {driver} through the API"
+    if driver in NATIVE_READ_BACK:
+        return "api", "the engine reads this driver back"
+    options = (meta.attrs.get("HostConfig") or {}).get("LogConfig", {}).get("Config") or {}
+    if str(options.get("cache-disabled", "false")).lower() == "true":
+        return "none", f"log driver {driver} with cache-disabled=true: the engine keeps no copy to read back"
+    if _api_tuple(api_version) < CACHE_MIN_API:
+        return "none", (f"log driver {driver} on an engine older than 20.10 (API {api_version}): "
+                        "no dual-logging cache to read back")
+    return "api", "read back through the engine's dual-logging cache"
+
+
+def _api_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver: str) -> Event:
     # the hot path: written where ecs.py would move them (shipper.log.*), not moved per line
-    own: dict[str, Any] = {"stream": line.stream, "offset": line.offset}
+    own: dict[str, Any] = {"stream": line.stream, "offset": line.offset, "driver": driver}
     fields: dict[str, Any] = {
         "message": line.text,
         "event": LOG_EVENT,
@@ -81,13 +122,15 @@ class DockerLogsSource(Source):
         max_message_length: int = 1 << 20,
         poll_interval: float = 0.05,
         start_at: str = "beginning",
+        metrics: Any = None,
     ):
         self.client = client
         self.cache = cache
         self.selector = selector
         self.root_dir = root_dir
-        readable = os.access(os.path.join(root_dir, "containers"), os.R_OK | os.X_OK)
-        self.mode = mode if mode != "auto" else ("file" if readable else "api")
+        self.files_readable = os.access(os.path.join(root_dir, "containers"), os.R_OK | os.X_OK)
+        self.mode = mode
+        self.metrics = metrics
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
@@ -100,12 +143,18 @@ class DockerLogsSource(Source):
         self._stopping: dict[str, tuple[str, float]] = {}  # id -> ("die"|"destroy", when)
         self._dormant: set[str] = set()  # stopped and read to the end: not polled until restarted
         self._ids: dict[str, IdPrefix] = {}
+        self._drivers: dict[str, str] = {}  # container id -> log driver, for the documents
+        self._unreadable: set[str] = set()  # reported once each
+        self._api_version = ""
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
         log.info("docker_logs: following containers", extra={"mode": self.mode})
+        try:  # the engine's own API version: the dual-logging cache came with 1.41 (20.10)
+            self._api_version = self.client.version().get("ApiVersion", "")
+        except docker.errors.DockerException:
+            self._api_version = self.client.api.api_version
         threading.Thread(target=self._watch_engine, name="docker_logs-events", daemon=True).start()
-        if self.mode == "file":
-            threading.Thread(target=self._guard_rotation, name="docker_logs-rotation", daemon=True).start()
+        threading.Thread(target=self._guard_rotation, name="docker_logs-rotation", daemon=True).start()
         for container in self.client.api.containers(all=True):
             self._follow(container["Id"], positions)
             if container.get("State") != "running":
@@ -128,7 +177,8 @@ class DockerLogsSource(Source):
         close_quietly(self._events_stream)
 
     def status(self) -> dict[str, Any]:
-        return {"containers_followed": len(self._followed) - len(self._dormant), "mode": self.mode}
+        return {"containers_followed": len(self._followed) - len(self._dormant), "mode": self.mode,
+                "containers_unreadable": len(self._unreadable)}
 
     def _watch_engine(self) -> None:
         since = time.time()
@@ -155,7 +205,8 @@ class DockerLogsSource(Source):
             except RuntimeError:  # changed while we copied; next round
                 continue
             for chain in chains:
-                chain.discover()
+                if not isinstance(chain, _ApiFollower):
+                    chain.discover()
 
     def _apply_changes(self, positions: dict[str, Any]) -> None:
         while True:
@@ -174,28 +225,48 @@ class DockerLogsSource(Source):
     def _follow(self, container_id: str, positions: dict[str, Any]) -> None:
         follower = self._followed.get(container_id)
         if follower is not None:
-            if self.mode == "api" and follower.finished:
+            if isinstance(follower, _ApiFollower) and follower.finished:
                 follower.start()  # restarted container: new streams from where we are
             return
         meta = self.cache.get(container_id)
         if meta is None or not self.selector.wants(meta):
             return
-        if self.mode == "file":
-            if meta.log_driver != "json-file":
-                log.warning("docker_logs: container does not log to json-file; use mode api to follow it",
-                            extra={"container": meta.name, "log_driver": meta.log_driver})
-                return
+        reader, why = reader_for(meta, self.mode, self.files_readable, self._api_version)
+        if reader == "none":
+            self._report_unreadable(meta, why)
+            return
+        position = positions.get(container_id)
+        if position is not None and (reader == "api") == ("offset" in position):
+            log.warning("docker_logs: the checkpoint was written by another reader (the mode changed); reading "
+                        "this container's logs from the start, lines already shipped get new ids",
+                        extra={"container": meta.name, "read_by": reader})
+            position = None
+        start_at_end = self.start_at_end and container_id not in positions
+        directory = os.path.join(self.root_dir, "containers", meta.id)
+        if reader == "json-file":
             # LogPath is only filled in at start; the json-file driver's path is fixed.
-            path = meta.log_path or os.path.join(self.root_dir, "containers", meta.id, f"{meta.id}-json.log")
-            follower = JsonFileChain(
-                path, max_message_length=self.max_message_length, position=positions.get(container_id),
-                start_at_end=self.start_at_end and container_id not in positions,
-            )
+            path = meta.log_path or os.path.join(directory, f"{meta.id}-json.log")
+            follower = JsonFileChain(path, max_message_length=self.max_message_length, position=position,
+                                     start_at_end=start_at_end)
+        elif reader == "local":
+            follower = LocalLogChain(os.path.join(directory, "local-logs"), max_message_length=self.max_message_length,
+                                     position=position, start_at_end=start_at_end)
         else:
-            follower = _ApiFollower(self.client, meta, positions.get(container_id), self.max_message_length)
+            follower = _ApiFollower(self.client, meta, position, self.max_message_length)
             follower.start()
         self._followed[container_id] = follower
-        log.info("docker_logs: following", extra={"container": meta.name, "container_id": container_id[:12]})
+        self._drivers[container_id] = meta.log_driver
+        log.info("docker_logs: following", extra={"container": meta.name, "container_id": container_id[:12],
+                                                  "log_driver": meta.log_driver, "read_by": reader, "why": why})
+
+    def _report_unreadable(self, meta: ContainerMeta, why: str) -> None:
+        if meta.id in self._unreadable:
+            return
+        self._unreadable.add(meta.id)
+        log.warning("docker_logs: cannot read this container's logs: %s", why,
+                    extra={"container": meta.name, "container_id": meta.id[:12], "log_driver": meta.log_driver})
+        if self.metrics is not None:
+            self.metrics.containers_unreadable.labels(driver=meta.log_driver).inc()
 
     def _read_round(self, emit: Emit) -> bool:
         """One pass over the followed containers; True when the batch filled up."""
@@ -204,44 +275,55 @@ class DockerLogsSource(Source):
         for container_id, follower in list(self._followed.items()):
             if container_id in self._dormant:
                 continue
-            if self.mode == "file":
-                lines = follower.read(self.batch_size - len(events), self.batch_bytes)
-                ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
-                got = [_line_event(container_id, ids, follower.base, line) for line in lines]
-            else:
+            if isinstance(follower, _ApiFollower):
                 got = follower.drain(self.batch_size - len(events))
+            else:
+                lines = follower.read(self.batch_size - len(events), self.batch_bytes)
+                got = self._line_events(container_id, follower, lines)
             if got:
                 events.extend(got)
                 moved[container_id] = follower.position
             elif container_id in self._stopping:
-                self._settle(container_id, moved)
+                last = self._settle(container_id, moved)
+                if last:
+                    events.extend(self._line_events(container_id, follower, last))
             if len(events) >= self.batch_size:
                 break
         if events or moved:
             emit(Batch(self.name, events, moved))
         return len(events) >= self.batch_size
 
-    def _settle(self, container_id: str, moved: dict[str, Any]) -> None:
-        """A stopped container has nothing more to read right now."""
+    def _line_events(self, container_id: str, follower: Any, lines: list[Line]) -> list[Event]:
+        ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
+        driver = self._drivers.get(container_id, "json-file")
+        return [_line_event(container_id, ids, follower.base, line, driver) for line in lines]
+
+    def _settle(self, container_id: str, moved: dict[str, Any]) -> list[Line]:
+        """A stopped container has nothing more to read right now; returns a last line it never ended."""
         action, when = self._stopping[container_id]
         if time.monotonic() - when < QUIET_AFTER_DIE:
-            return
-        if self.mode == "api":
-            follower = self._followed[container_id]
+            return []
+        follower = self._followed[container_id]
+        if isinstance(follower, _ApiFollower):
             if not follower.finished:
-                return  # the API stream is still delivering what the container wrote
+                return []  # the API stream is still delivering what the container wrote
             if not follower.caught_up:
                 # A follow stream opened while the container was exiting can end before the
                 # engine has written its last lines; one more pass picks them up.
                 follower.start(follow=False)
-                return
+                return []
         del self._stopping[container_id]
+        # The local driver keeps a last line without a newline as an unfinished split message.
+        last = follower.flush() if isinstance(follower, LocalLogChain) else []
         if action == "destroy":
             self._followed.pop(container_id).close()
             self.cache.forget(container_id)
             moved[container_id] = None  # its files are gone: nothing to resume
         else:
             self._dormant.add(container_id)
+            if last:
+                moved[container_id] = follower.position
+        return last
 
 
 class _ApiFollower:
@@ -328,7 +410,7 @@ class _ApiFollower:
             else:
                 last = self._last[stream_name] = {"time": stamp, "count": 1}
             text = data.decode("utf-8", "replace")
-            own: dict[str, Any] = {"stream": stream_name}
+            own: dict[str, Any] = {"stream": stream_name, "driver": self.meta.log_driver}
             fields: dict[str, Any] = {"message": text, "event": LOG_EVENT, "shipper": {"log": own}}
             if len(text) > limit_len:
                 fields["message"] = text[:limit_len]

@@ -1,5 +1,6 @@
 """Shipping into the real Elasticsearch from real containers: exactly once, through
-long and binary lines, outages, crashes and log rotation."""
+long and binary lines, outages, crashes and log rotation, for both drivers read from
+disk (json-file and local)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ from .shipper_proc import ROOT, all_docs, count, wait_for_count
 LINES = 20_000
 LOGS_ONLY = {"term": {"event.dataset": "shipper.docker_logs"}}
 BIG_LOG = LogConfig(type="json-file", config={"max-size": "1g", "max-file": "1"})
+# driver -> (log config of the plain and binary writers, of the long-line writer)
+LOG_CONFIGS = {
+    "json-file": (LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}), BIG_LOG),
+    # the local driver compresses rotations by default, which needs max-file >= 2
+    "local": (LogConfig(type="local", config={"max-size": "10m", "max-file": "3"}),
+              LogConfig(type="local", config={"max-size": "1g", "max-file": "2"})),
+}
+DRIVERS = list(LOG_CONFIGS)
 LONG_RE = re.compile(r"long-(\d+)-x+")
 
 
@@ -35,12 +44,13 @@ def by_container(container_id: str) -> dict:
     return {"bool": {"filter": [LOGS_ONLY, {"term": {"container.id": container_id}}]}}
 
 
-def start_three(run_container, shipper, per_second: int | None = None, lines: int = LINES):
+def start_three(run_container, shipper, per_second: int | None = None, lines: int = LINES, driver: str = "json-file"):
     labels = shipper.labels
+    small, big = LOG_CONFIGS[driver]
     return (
-        run_container(workloads.plain(lines, per_second), labels=labels),
-        run_container(workloads.long_lines(lines, per_second), labels=labels, log_config=BIG_LOG),
-        run_container(workloads.binary(lines, per_second), labels=labels),
+        run_container(workloads.plain(lines, per_second), labels=labels, log_config=small),
+        run_container(workloads.long_lines(lines, per_second), labels=labels, log_config=big),
+        run_container(workloads.binary(lines, per_second), labels=labels, log_config=small),
     )
 
 
@@ -49,15 +59,17 @@ def wait_exit(*containers, timeout: float = 600) -> None:
         assert container.wait(timeout=timeout)["StatusCode"] == 0
 
 
-def assert_exactly_once(es, shipper, plain, long, binary, lines: int = LINES) -> None:
+def assert_exactly_once(es, shipper, plain, long, binary, lines: int = LINES, driver: str = "json-file") -> None:
     """Every line of the three workloads is indexed once, whole, with its container's metadata."""
     total = wait_for_count(es, shipper.index, 3 * lines, LOGS_ONLY, shipper=shipper)
     assert total == 3 * lines
 
-    docs = all_docs(es, shipper.index, by_container(plain.id), ["message", "container.name", "container.image.name"])
+    docs = all_docs(es, shipper.index, by_container(plain.id),
+                    ["message", "container.name", "container.image.name", "shipper.log"])
     assert Counter(d["message"] for d in docs) == Counter(f"plain-{i}" for i in range(1, lines + 1))
     assert {d["container"]["name"] for d in docs} == {plain.name}
     assert {d["container"]["image"]["name"] for d in docs} == {"shipper-testbed/busybox"}
+    assert {(d["shipper"]["log"]["driver"], d["shipper"]["log"]["stream"]) for d in docs} == {(driver, "stdout")}
 
     docs = all_docs(es, shipper.index, by_container(binary.id), ["message", "container.id"])
     assert Counter(d["message"] for d in docs) == Counter(workloads.expected_binary_text(i) for i in range(1, lines + 1))
@@ -76,12 +88,12 @@ def assert_exactly_once(es, shipper, plain, long, binary, lines: int = LINES) ->
     assert seen == Counter(range(1, lines + 1))
 
 
-@pytest.mark.parametrize("mode", ["file", "api"])
-def test_three_containers_arrive_exactly_once(es, run_container, shippers, mode):
+@pytest.mark.parametrize(("mode", "driver"), [("file", "json-file"), ("api", "json-file"), ("auto", "local")])
+def test_three_containers_arrive_exactly_once(es, run_container, shippers, mode, driver):
     shipper = shippers(f"sources.docker_logs.mode={mode}").start()
-    plain, long, binary = start_three(run_container, shipper)
+    plain, long, binary = start_three(run_container, shipper, driver=driver)
     wait_exit(plain, long, binary)
-    assert_exactly_once(es, shipper, plain, long, binary)
+    assert_exactly_once(es, shipper, plain, long, binary, driver=driver)
     assert shipper.metric("shipper_duplicates_avoided_total", sink="elasticsearch") == 0
     assert shipper.stop() == 0
 
@@ -96,11 +108,12 @@ def test_long_lines_above_the_limit_are_truncated_and_flagged(es, run_container,
     assert all(d["shipper"]["log"]["flags"] == ["truncated"] and d["tags"] == ["truncated"] for d in docs)
 
 
-def test_elasticsearch_outage_is_spooled_and_replayed(es, run_container, shippers, tmp_path):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_elasticsearch_outage_is_spooled_and_replayed(es, run_container, shippers, tmp_path, driver):
     if os.environ.get("ES_URL"):
         pytest.skip("ES_URL points at a server the test bed did not start; it cannot be stopped here")
     shipper = shippers().start()
-    plain, long, binary = start_three(run_container, shipper, per_second=250)
+    plain, long, binary = start_three(run_container, shipper, per_second=250, driver=driver)
     deadline = time.monotonic() + 60
     while count(es, shipper.index, LOGS_ONLY) < 2000 and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -113,7 +126,7 @@ def test_elasticsearch_outage_is_spooled_and_replayed(es, run_container, shipper
     finally:
         subprocess.run(testbed + ["es-start"], check=True)
     wait_exit(plain, long, binary)
-    assert_exactly_once(es, shipper, plain, long, binary)
+    assert_exactly_once(es, shipper, plain, long, binary, driver=driver)
     deadline = time.monotonic() + 60
     while shipper.metric("shipper_spool_bytes") > 0 and time.monotonic() < deadline:
         time.sleep(1)
@@ -124,10 +137,11 @@ def test_elasticsearch_outage_is_spooled_and_replayed(es, run_container, shipper
     assert shipper.stop() == 0
 
 
-def test_sigkill_mid_stream_then_restart_is_exactly_once(es, run_container, shippers):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_sigkill_mid_stream_then_restart_is_exactly_once(es, run_container, shippers, driver):
     shipper = shippers().start()
     lines = 10_000
-    plain, long, binary = start_three(run_container, shipper, per_second=1000, lines=lines)
+    plain, long, binary = start_three(run_container, shipper, per_second=1000, lines=lines, driver=driver)
     deadline = time.monotonic() + 60
     while shipper.metric("shipper_events_out_total", sink="elasticsearch") < 3000 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -136,17 +150,18 @@ def test_sigkill_mid_stream_then_restart_is_exactly_once(es, run_container, ship
     assert 0 < shipped_before_kill < 3 * lines
     shipper.start()
     wait_exit(plain, long, binary)
-    assert_exactly_once(es, shipper, plain, long, binary, lines=lines)
+    assert_exactly_once(es, shipper, plain, long, binary, lines=lines, driver=driver)
     assert shipper.stop() == 0
 
 
-def test_fast_rotation_loses_and_repeats_nothing(es, run_container, shippers):
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_fast_rotation_loses_and_repeats_nothing(es, docker_client, run_container, shippers, driver):
     shipper = shippers().start()
     rounds, per_round = 100, 1000  # 100,000 lines in about 10 s
     script = (f"k=0; while [ $k -lt {rounds} ]; do seq $((k*{per_round}+1)) $((k*{per_round}+{per_round})) "
               f"| sed 's/^/rotation-line-padded-to-about-one-hundred-bytes-................................-/'; "
               f"usleep 90000; k=$((k+1)); done")
-    small_log = LogConfig(type="json-file", config={"max-size": "1m", "max-file": "3"})
+    small_log = LogConfig(type=driver, config={"max-size": "1m", "max-file": "3"})
     container = run_container(["sh", "-c", script], labels=shipper.labels, log_config=small_log)
     wait_exit(container)
     container.reload()
@@ -154,8 +169,12 @@ def test_fast_rotation_loses_and_repeats_nothing(es, run_container, shippers):
     seconds = _duration(state["StartedAt"], state["FinishedAt"])
     total = rounds * per_round
     assert total / seconds >= 10_000, f"the writer managed only {total / seconds:.0f} lines/s"
-    log_path = Path(container.attrs["LogPath"])
-    assert Path(f"{log_path}.2").exists()  # it really rotated, and the first files are gone
+    if driver == "local":  # rotated files are compressed
+        rotated = Path(docker_client.info()["DockerRootDir"], "containers", container.id, "local-logs",
+                       "container.log.2.gz")
+    else:
+        rotated = Path(container.attrs["LogPath"] + ".2")
+    assert rotated.exists()  # it really rotated, and the first files are gone
     wait_for_count(es, shipper.index, total, by_container(container.id), shipper=shipper)
     docs = all_docs(es, shipper.index, by_container(container.id), ["message"])
     numbers = Counter(int(d["message"].rsplit("-", 1)[1]) for d in docs)
