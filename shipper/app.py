@@ -20,6 +20,7 @@ from .errors import ServiceUnavailable, ShipperError
 from .images import ImageChecker, ImagePolicy
 from .metrics import Metrics, MonitorServer
 from .pipeline import Pipeline, PipelineSettings
+from .private import open_private, prepare_state_directory
 from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.logstash import LogstashSink
 from .sinks.webhook import WebhookNotifier
@@ -50,9 +51,9 @@ class StateLock:
     """One shipper per state directory: two would fight over checkpoints and the spool."""
 
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
+        prepare_state_directory(directory)
         self.path = directory / "lock"
-        self._handle = open(self.path, "a+")
+        self._handle = open_private(self.path, "a+")
 
     def acquire(self) -> None:
         try:

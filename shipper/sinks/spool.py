@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
+from ..private import open_private, private_dir
 from .base import SinkUnavailable
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def split_lines(body: bytes) -> list[bytes]:
 class Spool:
     def __init__(self, directory: str | os.PathLike, max_bytes: int):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         for stale in self.directory.glob("*.tmp"):
@@ -65,7 +66,7 @@ class Spool:
             path = self.directory / f"{self._next:016d}{SUFFIX}"
             self._next += 1
             tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
+            with open_private(tmp, "wb") as handle:
                 handle.write(body)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -103,7 +104,7 @@ class Spool:
         with self._lock:
             old = path.stat().st_size
             tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
+            with open_private(tmp, "wb") as handle:
                 handle.write(body)
                 os.fsync(handle.fileno())
             os.rename(tmp, path)
