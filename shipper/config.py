@@ -48,6 +48,17 @@ def _hosts(values: list[str]) -> str | None:
     return None
 
 
+def _readable_file(value: str | None) -> str | None:
+    if value is None or os.path.isfile(value):
+        return None
+    return f"{value!r} is not a file{' (no such file)' if not os.path.exists(value) else ''}"
+
+
+def _existing_paths(values: list[str]) -> str | None:
+    missing = [value for value in values if not os.path.exists(value)]
+    return f"no such file or directory: {', '.join(missing)}" if missing else None
+
+
 def _namespace(value: str) -> str | None:
     # Data stream names are lowercase and may not contain '-' in the namespace part.
     bad = set(value) & set('-\\/*?"<>| ,#:')
@@ -62,7 +73,7 @@ class ElasticsearchConfig:
     username: str | None = None
     password: str | None = _secret()
     api_key: str | None = _secret()
-    ca_file: str | None = None
+    ca_file: str | None = _check(_readable_file)
     verify_certs: bool = True
     request_timeout: float = _check(_positive, 30.0)
     namespace: str = _check(_namespace, "default")
@@ -81,7 +92,7 @@ class LogstashConfig:
     url: str = "http://127.0.0.1:8080"
     username: str | None = None
     password: str | None = _secret()
-    ca_file: str | None = None
+    ca_file: str | None = _check(_readable_file)
     verify_certs: bool = True
     request_timeout: float = _check(_positive, 30.0)
 
@@ -238,7 +249,7 @@ class ImagesConfig:
 class DetectionConfig:
     enabled: bool = True
     builtin_rules: bool = True
-    rules: list[str] = field(default_factory=list)
+    rules: list[str] = _check(_existing_paths, factory=list)  # files or directories of Sigma rules
     exceptions: list[ExceptionConfig] = field(default_factory=list)
     throttle_seconds: float = 60.0  # repeats of a (rule, container) inside this window are counted, not alerted; 0 = off
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
@@ -321,6 +332,12 @@ def load_config(
     if config.webhook.enabled and not config.webhook.url:
         where = (layered.get("webhook") or {}).get("__where__", "webhook")
         problems.append(Problem(where, "webhook.url", "is needed when webhook.enabled is true"))
+    es = config.elasticsearch
+    plain = [url for url in es.hosts if url.startswith("http://")]
+    if plain and es.ca_file:
+        where = (layered.get("elasticsearch") or {}).get("ca_file")
+        problems.append(Problem(where.where if isinstance(where, _Value) else "elasticsearch", "elasticsearch.ca_file",
+                                f"is for TLS but {plain[0]} is plain http://; use https:// hosts or drop ca_file"))
     if problems:
         raise ConfigError(problems)
     return config
