@@ -7,11 +7,9 @@ last acknowledged event time; replayed events keep their ids (409, not duplicate
 """
 
 from __future__ import annotations
-
 import logging
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import docker
@@ -20,6 +18,7 @@ import docker.errors
 from ..containers import ContainerCache
 from ..images import ImageChecker
 from ..model import Event, event_id
+from ..timefmt import NANOS, nano_time
 from .base import Batch, Emit, Source, close_quietly
 
 log = logging.getLogger(__name__)
@@ -52,10 +51,7 @@ _IMAGE_KINDS = {"pull": ["installation"], "delete": ["deletion"], "untag": ["del
 
 
 def _timestamp(event: dict[str, Any]) -> str:
-    nanos = int(event.get("timeNano") or int(event.get("time", 0)) * 1_000_000_000)
-    seconds, fraction = divmod(nanos, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{fraction:09d}Z"
+    return nano_time(int(event.get("timeNano") or int(event.get("time", 0)) * NANOS))
 
 
 class DockerEventsSource(Source):

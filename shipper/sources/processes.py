@@ -32,7 +32,8 @@ from typing import Any
 from ..containers import Watched
 from ..model import Event, event_id
 from . import procfs
-from .base import Batch, Emit, Source, iso_time, parse_docker_time, poll
+from ..timefmt import iso_time, parse_time
+from .base import Batch, Emit, Source, poll
 from .exec_watch import Exec, ExecWatch, LinkMade, ModeChange, PacketSocket, Reported
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ class ProcessesSource(Source):
         fields: dict[str, Any] = {"process": process}
         own: dict[str, Any] = {}
         meta = self.cache.get(item.container_id)
-        started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", "")) if meta else None
+        started = parse_time((meta.attrs.get("State") or {}).get("StartedAt", "")) if meta else None
         if started is not None and item.at - started < self.startup_seconds:
             own["during_startup"] = True
         if isinstance(item, ModeChange):

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..containers import Watched
 from ..model import Event, event_id
-from .base import Emit, Source, close_quietly, iso_time, poll
+from ..timefmt import iso_time
+from .base import Emit, Source, close_quietly, poll
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, iso_time
+from ..timefmt import iso_time
+from .base import Batch, Emit, Source
 
 log = logging.getLogger(__name__)
 
