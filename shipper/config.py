@@ -326,7 +326,7 @@ def load_config(
     layered: dict[str, Any] = {}
     if path is not None:
         _merge(layered, _read_yaml(Path(path), problems))
-    _merge(layered, _from_env(os.environ if env is None else env, problems))
+    _merge(layered, _from_env(os.environ if env is None else env))
     _merge(layered, _from_flags(overrides or [], problems))
     config = _build(Config, layered, "", problems)
     if config.webhook.enabled and not config.webhook.url:
@@ -393,13 +393,13 @@ def _plain(node: yaml.Node) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
-def _from_env(env: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or ENV_LEVEL_SEPARATOR not in name:
             continue
         dotted = name[len(ENV_PREFIX):].lower().replace(ENV_LEVEL_SEPARATOR, ".")
-        _put(tree, dotted, _scalar(raw, f"env {name}", problems))
+        _put(tree, dotted, _scalar(raw, f"env {name}"))
     return tree
 
 
@@ -410,11 +410,11 @@ def _from_flags(flags: list[str], problems: list[Problem]) -> dict[str, Any]:
         if not sep or not dotted:
             problems.append(Problem(f"--set {flag}", "", "expected section.key=value"))
             continue
-        _put(tree, dotted.strip(), _scalar(raw, f"--set {dotted.strip()}", problems))
+        _put(tree, dotted.strip(), _scalar(raw, f"--set {dotted.strip()}"))
     return tree
 
 
-def _scalar(raw: str, where: str, problems: list[Problem]) -> _Value:
+def _scalar(raw: str, where: str) -> _Value:
     try:
         return _Value(yaml.safe_load(raw) if raw.strip() else None, where)
     except yaml.YAMLError:

@@ -67,7 +67,6 @@ class DocumentWriter:
     """Builds documents and NDJSON bulk bodies for one namespace."""
 
     def __init__(self, namespace: str, containers: ContainerLookup | None = None):
-        self.namespace = namespace
         self.index = events_stream(namespace)
         self._static = host_fields(namespace)
         self._containers = containers
