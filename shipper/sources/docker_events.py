@@ -7,6 +7,7 @@ last acknowledged event time; replayed events keep their ids (409, not duplicate
 """
 
 from __future__ import annotations
+
 import logging
 import threading
 import time

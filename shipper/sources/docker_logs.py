@@ -11,6 +11,7 @@ followed as soon as it is created), and stopped containers are drained.
 """
 
 from __future__ import annotations
+
 import logging
 import os
 import queue

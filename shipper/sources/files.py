@@ -15,6 +15,7 @@ exists in a lower layer is a modification (copy-up). Events in the first
 """
 
 from __future__ import annotations
+
 import fnmatch
 import hashlib
 import logging

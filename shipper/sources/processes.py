@@ -31,8 +31,8 @@ from typing import Any
 
 from ..containers import Watched
 from ..model import Event, event_id
-from . import procfs
 from ..timefmt import iso_time, parse_time
+from . import procfs
 from .base import Batch, Emit, Source, poll
 from .exec_watch import Exec, ExecWatch, LinkMade, ModeChange, PacketSocket, Reported
 
