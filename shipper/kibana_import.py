@@ -1,4 +1,8 @@
-"""`shipper setup --kibana URL`: import kibana/shipper.ndjson through the saved objects API."""
+"""`shipper setup --kibana URL`: import the saved objects through Kibana's saved objects API.
+
+The objects are rendered from the rules at import time, the same NDJSON that
+`shipper kibana generate` writes to kibana/shipper.ndjson, and overwrite older versions.
+"""
 
 from __future__ import annotations
 

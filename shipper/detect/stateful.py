@@ -1,8 +1,12 @@
 """Stateful detectors: judgements that need more than one event.
 
-Each detector sees every event (with the container's metadata joined, as rules
-do) and may return verdicts for it. State is per container and guarded by a
-lock: sources call detectors from their own threads.
+Port scan (distinct destinations or SYN_SENT sockets in a window), crypto-mining
+(sustained CPU with miner command lines, pool ports or names) and anomaly (an
+IsolationForest per image over its resource samples, saved under `<state>/models`).
+The engine shows each one the events of the processes, network, files and stats
+sources, with the container's metadata joined as rules see it, and the
+verdicts the rules gave; it returns verdicts of its own. State is per container
+(models per image) and guarded by a lock: sources call detectors from their own threads.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ the interval may be missed.
 
 When the program is an interpreter running a script file (`sh /tmp/x`, or a
 `#!` script run directly), the script is reported under `shipper.process.script`.
+With audit on, a chmod that sets the setuid/setgid bit and a symlink made are
+reported as `files` events from the same records, and `socket(AF_PACKET)` calls as
+`network` events as they happen.
 """
 
 from __future__ import annotations
