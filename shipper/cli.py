@@ -180,6 +180,9 @@ def _setup(args: argparse.Namespace, config: Config) -> int:
     from .es_setup import SETUP_ROLE_HINT, run_setup
     from .sinks.elasticsearch import make_client
 
+    if args.kibana and not args.kibana.startswith(("http://", "https://")):
+        raise ConfigError([Problem(f"--kibana {args.kibana}", "", "is not an http:// or https:// URL")],
+                          subject="arguments")
     client = make_client(config.elasticsearch)
     try:
         report = run_setup(client)

@@ -11,7 +11,7 @@ import json
 
 import urllib3
 
-from .errors import ServiceUnavailable, ShipperError
+from .errors import AccessDenied, ServiceUnavailable, ShipperError
 from .kibana import render, saved_objects
 
 
@@ -32,6 +32,13 @@ def import_saved_objects(url: str, user: str | None, password: str | None, *, ca
         answer = json.loads(response.data or b"{}")
     except json.JSONDecodeError:
         answer = {}
+    if response.status == 401:
+        raise AccessDenied(f"Kibana at {url} refused the credentials of {user or 'anonymous requests'} (401): check "
+                           "--kibana-user (default elasticsearch.username) and KIBANA_PASSWORD")
+    if response.status == 403:
+        raise AccessDenied(f"Kibana at {url} refused {user or 'anonymous requests'} the import (403): the user needs "
+                           "the Kibana privilege to manage saved objects (All on Saved Objects Management, or "
+                           "the kibana_admin role)")
     if response.status != 200:
         raise ShipperError(f"Kibana at {url} refused the import ({response.status}): "
                            f"{answer.get('message') or response.data[:200]!r}")

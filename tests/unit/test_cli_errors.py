@@ -170,3 +170,7 @@ def test_status_of_a_shipper_that_is_not_running():
 
 def test_kibana_generate_into_a_directory_it_cannot_make():
     assert_one_line_error(shipper("kibana", "generate", "--out", "/proc/nope"), 2, "/proc/nope")
+
+
+def test_setup_with_a_kibana_url_that_is_not_one():
+    assert_one_line_error(shipper("setup", "--kibana", "kibana:5601"), 2, "--kibana kibana:5601", "http://")
