@@ -151,6 +151,8 @@ class ContainerCache:
             return
         action = (event.get("Action") or "").split(":", 1)[0]
         container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+        if not container_id:
+            return
         key = (event.get("timeNano") or event.get("time"), container_id, event.get("Action"))
         with self._lock:
             if key in self._seen:

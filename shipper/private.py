@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .errors import ConfigError, Problem
 
@@ -89,7 +89,7 @@ def prepare_state_directory(directory: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _check_own(path: Path, unusable) -> None:
+def _check_own(path: Path, unusable: Callable[[str], ConfigError]) -> None:
     """Refuse to narrow a directory that is not the shipper's own (state.directory=/var/lib would break the host)."""
     info = path.stat()
     if not stat.S_IMODE(info.st_mode) & ~DIR_MODE:
