@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -220,7 +221,7 @@ def _refused(exc: Exception, config: Config, hint: str) -> AccessDenied | None:
     return None
 
 
-def _reason(exc) -> str:
+def _reason(exc: Any) -> str:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error")
     reason = error.get("reason") if isinstance(error, dict) else error
@@ -228,7 +229,6 @@ def _reason(exc) -> str:
 
 
 def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
-
     from .kibana import OUTPUT, generate, render, saved_objects
 
     path = Path(args.out) / OUTPUT
@@ -261,7 +261,6 @@ def _status(args: argparse.Namespace, config: Config) -> int:
 
 
 def _spool_status(args: argparse.Namespace, config: Config) -> int:
-
     from .private import prepare_state_directory
     from .sinks.spool import Spool
 
@@ -279,7 +278,6 @@ def _spool_replay(args: argparse.Namespace, config: Config) -> int:
 
 
 def _rules_lint(args: argparse.Namespace, config: Config) -> int:
-
     from .detect.engine import BUILTIN_RULES
     from .detect.lint import routing_note, rule_warnings
     from .detect.sigma import load_rules
