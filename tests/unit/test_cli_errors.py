@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -157,6 +158,17 @@ def test_a_bad_set_flag(flag, expected):
 def test_an_unreachable_docker_engine(tmp_path):
     assert_one_line_error(shipper("run", "--set", f"state.directory={tmp_path / 'state'}",
                                   "--set", "docker.url=unix:///nonexistent/docker.sock"), 3, "Docker engine")
+
+
+def test_run_with_a_monitor_port_that_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert_one_line_error(shipper("run", "--set", f"state.directory={tmp_path / 'state'}", "--set",
+                                      f"monitor.port={port}", "--set", "docker.include.labels=shipper.test.none=1",
+                                      "--set", "elasticsearch.hosts=http://127.0.0.1:9", "--set",
+                                      "sources.processes.enabled=false", "--set", "sources.files.enabled=false"), 2, f"monitor 127.0.0.1:{port}", "monitor.port")
 
 
 def test_an_unreachable_elasticsearch():
