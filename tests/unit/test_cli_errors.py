@@ -156,7 +156,7 @@ def test_a_bad_set_flag(flag, expected):
 
 
 def test_an_unreachable_docker_engine(tmp_path):
-    assert_one_line_error(shipper("run", "--set", f"state.directory={tmp_path / 'state'}",
+    assert_one_line_error(shipper("run", "--set", f"state.directory={tmp_path / 'state'}", "--set", "monitor.port=0",
                                   "--set", "docker.url=unix:///nonexistent/docker.sock"), 3, "Docker engine")
 
 
