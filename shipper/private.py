@@ -44,8 +44,11 @@ def open_private(path: str | os.PathLike[str], mode: str = "wb") -> IO[Any]:
 
 
 def private_dir(path: str | os.PathLike[str]) -> Path:
-    """`path` as a 0700 directory: missing components made 0700, an existing wider one narrowed with a warning."""
-    path = Path(path)
+    """`path` as a 0700 directory: missing components made 0700, an existing wider one narrowed with a warning.
+
+    A symlink is followed: what is narrowed is the directory it names.
+    """
+    path = Path(path).resolve()
     missing = []
     for candidate in (path, *path.parents):
         if candidate.exists():
@@ -78,8 +81,7 @@ def prepare_state_directory(directory: str | os.PathLike[str]) -> Path:
             raise unusable("exists and is not a directory")
         if path.is_dir():
             _check_own(path, unusable)
-        private_dir(path)
-        narrowed = _narrow_tree(path)
+        narrowed = _narrow_tree(private_dir(path))
         open_private(path / "lock", "a+").close()  # proves we can write there
     except OSError as exc:
         raise unusable(f"cannot create or write it ({exc.strerror or exc})") from None

@@ -137,3 +137,14 @@ def test_state_lock_still_refuses_a_second_shipper(tmp_path):
     assert errors and "another shipper is running" in str(errors[0])
     assert (tmp_path / "lock").read_text() == str(os.getpid())
     del first
+
+
+def test_a_state_directory_reached_through_a_symlink_is_narrowed_where_it_is(tmp_path, umask_022):
+    real = tmp_path / "data" / "shipper"
+    real.mkdir(parents=True)
+    real.chmod(0o755)
+    link = tmp_path / "state"
+    link.symlink_to(real)
+    StateLock(link).acquire()
+    Spool(link / "spool", 1 << 20).append(LINES)
+    assert exposed(real) == []
