@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
 import docker
 
@@ -16,10 +17,11 @@ from .config import Config
 from .containers import BothSelectors, ContainerCache, Selector, Watched
 from .detect.engine import RulesEngine
 from .document import DocumentWriter, events_stream
-from .errors import ServiceUnavailable, ShipperError
+from .errors import ConfigError, Problem, ServiceUnavailable, ShipperError
 from .images import ImageChecker, ImagePolicy
 from .metrics import Metrics, MonitorServer
 from .pipeline import Pipeline
+from .private import open_private, prepare_state_directory
 from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.logstash import LogstashSink
 from .sinks.webhook import WebhookNotifier
@@ -50,9 +52,9 @@ class StateLock:
     """One shipper per state directory: two would fight over checkpoints and the spool."""
 
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
+        prepare_state_directory(directory)
         self.path = directory / "lock"
-        self._handle = open(self.path, "a+")
+        self._handle = open_private(self.path, "a+")
 
     def acquire(self) -> None:
         try:
@@ -119,11 +121,26 @@ def make_sink(config: Config, metrics: Metrics):
     return ElasticsearchSink.from_config(config, metrics)
 
 
+def monitor_server(config: Config, metrics: Metrics,
+                   health: Callable[[], tuple[bool, dict[str, Any]]]) -> MonitorServer | None:
+    if not config.monitor.port:
+        return None
+    try:
+        return MonitorServer(metrics, health, config.monitor.host, config.monitor.port)
+    except OSError as exc:  # the port is taken, or the host is not an address of this machine
+        where = f"monitor {config.monitor.host}:{config.monitor.port}"
+        raise ConfigError([Problem(where, "", f"cannot listen there ({exc.strerror or exc}); set monitor.port "
+                                              "to a free port (0 turns the monitor off) or monitor.host")]) from None
+
+
 def run(config: Config) -> int:
     state = Path(config.state.directory)
     lock = StateLock(state)
     lock.acquire()
     metrics = Metrics()
+    # bound before anything starts, so a taken port fails at once; it serves once the pipeline exists
+    pipeline: Pipeline
+    monitor = monitor_server(config, metrics, lambda: pipeline.health())
     client = docker_client(config)
     cache = ContainerCache(client)
     spool = Spool(state / "spool", config.state.spool_max_bytes)
@@ -143,9 +160,7 @@ def run(config: Config) -> int:
         settings=config.pipeline,
         status_interval=config.monitor.status_interval,
     )
-    monitor = None
-    if config.monitor.port:
-        monitor = MonitorServer(metrics, pipeline.health, config.monitor.host, config.monitor.port)
+    if monitor:
         monitor.start()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .errors import ShipperError
+from .private import open_private, private_dir
 
 
 class Checkpoints:
@@ -51,9 +52,9 @@ class Checkpoints:
                 return
             data = orjson.dumps(self._positions, option=orjson.OPT_INDENT_2)
             self._dirty = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with open_private(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

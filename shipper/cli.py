@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
+from typing import Any
 
 import yaml
 
 from . import __version__
 from .config import Config, load_config, masked
-from .errors import ServiceUnavailable, ShipperError
+from .errors import AccessDenied, ConfigError, Problem, ServiceUnavailable, ShipperError
 from .logs import setup_logging
 
 log = logging.getLogger("shipper")
+
+WRITER_ROLE_HINT = ("give the shipper's user or API key the writer privileges: create_doc and auto_configure on "
+                    "logs-shipper.* (and read on logs-shipper.events-*), as in the README's `Forward to an existing "
+                    "cluster`")
 
 EPILOG = """\
 Configuration comes from a YAML file (-c), then SHIPPER_<SECTION>__<KEY>
@@ -131,14 +137,17 @@ def _parser() -> argparse.ArgumentParser:
     rules_group = group("rules", "check Sigma rules")
     lint = command(
         rules_group, "lint", _rules_lint, "report every problem in rule files, with file:line",
-        "Parse every .yml/.yaml Sigma rule under DIR (or the given files) with pySigma and compile it for "
+        "Parse every .yml/.yaml Sigma rule under DIR (or the given files; with none, the rules `shipper run` "
+        "would load) with pySigma and compile it for "
         "the live evaluator. Reports YAML errors, unknown modifiers, bad conditions, missing ids or levels "
         "and duplicate ids, each with file:line. Exits 1 if any. Warns (exit 0) about rules that load but "
         "cannot fire as written: a logsource the shipper does not produce (the rule is ignored), a field "
         "its category's events never carry (after the SigmaHQ field mapping); says where a rule with no "
         "category is routed.",
     )
-    lint.add_argument("paths", nargs="+", metavar="DIR|FILE", help="rule files or directories")
+    lint.add_argument("paths", nargs="*", metavar="DIR|FILE",
+                      help="rule files or directories (default: what `shipper run` loads: the built-in rules "
+                           "unless detection.builtin_rules is false, and detection.rules)")
     test = command(
         rules_group, "test", _rules_test, "show which events a rule matches, and why",
         "Evaluate RULE (a Sigma file) against every line of FILE.jsonl, one event document per line "
@@ -169,14 +178,19 @@ def _run(args: argparse.Namespace, config: Config) -> int:
 def _setup(args: argparse.Namespace, config: Config) -> int:
     from elastic_transport import TransportError
 
-    from .es_setup import run_setup
+    from .es_setup import SETUP_ROLE_HINT, run_setup
     from .sinks.elasticsearch import make_client
 
+    if args.kibana and not args.kibana.startswith(("http://", "https://")):
+        raise ConfigError([Problem(f"--kibana {args.kibana}", "", "is not an http:// or https:// URL")],
+                          subject="arguments")
     client = make_client(config.elasticsearch)
     try:
         report = run_setup(client)
     except TransportError as exc:  # no answer at all (an answer with an error status is a bug to see whole)
         raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
+    except Exception as exc:
+        raise _refused(exc, config, SETUP_ROLE_HINT) or exc
     print("\n".join(report.lines()))
     if args.kibana:
         import os
@@ -190,9 +204,31 @@ def _setup(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
-    from pathlib import Path
+def _refused(exc: Exception, config: Config, hint: str) -> AccessDenied | None:
+    """A 401 or 403 from Elasticsearch as one line that says what to change; None for anything else."""
+    from elasticsearch import AuthenticationException, AuthorizationException
 
+    es = config.elasticsearch
+    who = "the API key" if es.api_key else f"user {es.username}" if es.username else "requests without credentials"
+    where = ", ".join(es.hosts)
+    if isinstance(exc, AuthenticationException):
+        fix = ("check elasticsearch.api_key" if es.api_key else
+               "check elasticsearch.username and elasticsearch.password" if es.username else
+               "set elasticsearch.username and elasticsearch.password, or elasticsearch.api_key")
+        return AccessDenied(f"Elasticsearch at {where} refused the credentials of {who} (401): {fix}")
+    if isinstance(exc, AuthorizationException):
+        return AccessDenied(f"Elasticsearch at {where} refused {who} (403: {_reason(exc)}); {hint}")
+    return None
+
+
+def _reason(exc: Any) -> str:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    reason = error.get("reason") if isinstance(error, dict) else error
+    return " ".join(str(reason or exc.message).split())[:400]
+
+
+def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
     from .kibana import OUTPUT, generate, render, saved_objects
 
     path = Path(args.out) / OUTPUT
@@ -203,7 +239,11 @@ def _kibana_generate(args: argparse.Namespace, config: Config) -> int:
             return 1
         print(f"{path} is up to date")
         return 0
-    written = generate(Path(args.out))
+    try:
+        written = generate(Path(args.out))
+    except OSError as exc:
+        raise ConfigError([Problem(f"--out {args.out}", "", f"cannot write there ({exc.strerror or exc})")],
+                          subject="arguments") from None
     print(f"wrote {written} ({len(saved_objects())} saved objects)")
     return 0
 
@@ -221,10 +261,10 @@ def _status(args: argparse.Namespace, config: Config) -> int:
 
 
 def _spool_status(args: argparse.Namespace, config: Config) -> int:
-    from pathlib import Path
-
+    from .private import prepare_state_directory
     from .sinks.spool import Spool
 
+    prepare_state_directory(config.state.directory)
     status = Spool(Path(config.state.directory) / "spool", config.state.spool_max_bytes).status()
     print(f"spool {status['directory']}: {status['segments']} segments, {status['bytes']} bytes "
           f"of {status['max_bytes']}{' (FULL: sources paused)' if status['full'] else ''}")
@@ -238,12 +278,15 @@ def _spool_replay(args: argparse.Namespace, config: Config) -> int:
 
 
 def _rules_lint(args: argparse.Namespace, config: Config) -> int:
-    from pathlib import Path
-
+    from .detect.engine import BUILTIN_RULES
     from .detect.lint import routing_note, rule_warnings
     from .detect.sigma import load_rules
 
-    rules, problems = load_rules([Path(p) for p in args.paths])
+    if args.paths:
+        paths = _existing([(p, "a Sigma rule file or a directory of them") for p in args.paths])
+    else:  # what `shipper run` would load
+        paths = ([BUILTIN_RULES] if config.detection.builtin_rules else []) + [Path(p) for p in config.detection.rules]
+    rules, problems = load_rules(paths)
     for problem in problems:
         print(problem)
     warned = 0
@@ -263,24 +306,31 @@ def _rules_lint(args: argparse.Namespace, config: Config) -> int:
 
 def _rules_test(args: argparse.Namespace, config: Config) -> int:
     import json
-    from pathlib import Path
 
     from .detect.sigma import explain, load_rules
-    from .errors import ConfigError, Problem
 
-    rules, problems = load_rules([Path(args.rule)])
+    rule_path, events = _existing([(args.rule, "a Sigma rule file"), (args.events, "one JSON event per line")])
+    rules, problems = load_rules([rule_path])
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems, subject="rule")
+    if not rules:
+        raise ConfigError([Problem(args.rule, "", "holds no rule (a directory of no .yml?)")], subject="arguments")
     rule = rules[0]
     matched = 0
-    with open(args.events, encoding="utf-8") as handle:
+    try:
+        handle = open(events, encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ConfigError([Problem(args.events, "", f"cannot read it ({exc.strerror or exc})")],
+                          subject="arguments") from None
+    with handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 document = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ConfigError([Problem(f"{args.events}:{number}", "", f"not JSON: {exc.msg}")]) from None
+                raise ConfigError([Problem(f"{args.events}:{number}", "", f"not JSON: {exc.msg}")],
+                                  subject="events file") from None
             hit = rule.matches(document)
             matched += hit
             parts = ", ".join(f"{name}={'yes' if ok else 'no'}" for name, ok in explain(rule, document).items())
@@ -289,18 +339,37 @@ def _rules_test(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _existing(paths: list[tuple[str, str]]) -> list[Path]:
+    """The given paths, each (path, what it should be); a ConfigError naming every one that is missing."""
+    missing = [Problem(p, "", f"no such file or directory (expected {expected})")
+               for p, expected in paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(missing, subject="arguments")
+    return [Path(p) for p, _ in paths]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level or "info", args.log_format or "auto")
+    config = None
     try:
         config = _load(args)
         setup_logging(args.log_level or config.log.level, args.log_format or config.log.format)
         return args.handler(args, config)
     except ShipperError as exc:
-        print(f"shipper: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a 401/403 from any command that talks to Elasticsearch; anything else is a bug
+        refused = _refused(exc, config, WRITER_ROLE_HINT) if config is not None else None
+        if refused is None:
+            raise
+        return _report(refused)
+
+
+def _report(error: ShipperError) -> int:
+    print(f"shipper: error: {error}", file=sys.stderr)
+    return error.exit_code
 
 
 if __name__ == "__main__":

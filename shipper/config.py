@@ -48,6 +48,17 @@ def _hosts(values: list[str]) -> str | None:
     return None
 
 
+def _readable_file(value: str | None) -> str | None:
+    if value is None or os.path.isfile(value):
+        return None
+    return f"{value!r} is not a file{' (no such file)' if not os.path.exists(value) else ''}"
+
+
+def _existing_paths(values: list[str]) -> str | None:
+    missing = [value for value in values if not os.path.exists(value)]
+    return f"no such file or directory: {', '.join(missing)}" if missing else None
+
+
 def _namespace(value: str) -> str | None:
     # Data stream names are lowercase and may not contain '-' in the namespace part.
     bad = set(value) & set('-\\/*?"<>| ,#:')
@@ -62,7 +73,7 @@ class ElasticsearchConfig:
     username: str | None = None
     password: str | None = _secret()
     api_key: str | None = _secret()
-    ca_file: str | None = None
+    ca_file: str | None = _check(_readable_file)
     verify_certs: bool = True
     request_timeout: float = _check(_positive, 30.0)
     namespace: str = _check(_namespace, "default")
@@ -81,7 +92,7 @@ class LogstashConfig:
     url: str = "http://127.0.0.1:8080"
     username: str | None = None
     password: str | None = _secret()
-    ca_file: str | None = None
+    ca_file: str | None = _check(_readable_file)
     verify_certs: bool = True
     request_timeout: float = _check(_positive, 30.0)
 
@@ -238,7 +249,7 @@ class ImagesConfig:
 class DetectionConfig:
     enabled: bool = True
     builtin_rules: bool = True
-    rules: list[str] = field(default_factory=list)
+    rules: list[str] = _check(_existing_paths, factory=list)  # files or directories of Sigma rules
     exceptions: list[ExceptionConfig] = field(default_factory=list)
     throttle_seconds: float = 60.0  # repeats of a (rule, container) inside this window are counted, not alerted; 0 = off
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
@@ -315,12 +326,18 @@ def load_config(
     layered: dict[str, Any] = {}
     if path is not None:
         _merge(layered, _read_yaml(Path(path), problems))
-    _merge(layered, _from_env(os.environ if env is None else env, problems))
+    _merge(layered, _from_env(os.environ if env is None else env))
     _merge(layered, _from_flags(overrides or [], problems))
     config = _build(Config, layered, "", problems)
     if config.webhook.enabled and not config.webhook.url:
         where = (layered.get("webhook") or {}).get("__where__", "webhook")
         problems.append(Problem(where, "webhook.url", "is needed when webhook.enabled is true"))
+    es = config.elasticsearch
+    plain = [url for url in es.hosts if url.startswith("http://")]
+    if plain and es.ca_file:
+        where = (layered.get("elasticsearch") or {}).get("ca_file")
+        problems.append(Problem(where.where if isinstance(where, _Value) else "elasticsearch", "elasticsearch.ca_file",
+                                f"is for TLS but {plain[0]} is plain http://; use https:// hosts or drop ca_file"))
     if problems:
         raise ConfigError(problems)
     return config
@@ -376,13 +393,13 @@ def _plain(node: yaml.Node) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
-def _from_env(env: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, raw in sorted(env.items()):
         if not name.startswith(ENV_PREFIX) or ENV_LEVEL_SEPARATOR not in name:
             continue
         dotted = name[len(ENV_PREFIX):].lower().replace(ENV_LEVEL_SEPARATOR, ".")
-        _put(tree, dotted, _scalar(raw, f"env {name}", problems))
+        _put(tree, dotted, _scalar(raw, f"env {name}"))
     return tree
 
 
@@ -393,11 +410,11 @@ def _from_flags(flags: list[str], problems: list[Problem]) -> dict[str, Any]:
         if not sep or not dotted:
             problems.append(Problem(f"--set {flag}", "", "expected section.key=value"))
             continue
-        _put(tree, dotted.strip(), _scalar(raw, f"--set {dotted.strip()}", problems))
+        _put(tree, dotted.strip(), _scalar(raw, f"--set {dotted.strip()}"))
     return tree
 
 
-def _scalar(raw: str, where: str, problems: list[Problem]) -> _Value:
+def _scalar(raw: str, where: str) -> _Value:
     try:
         return _Value(yaml.safe_load(raw) if raw.strip() else None, where)
     except yaml.YAMLError:

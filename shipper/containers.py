@@ -12,6 +12,7 @@ import fnmatch
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 # Events after which inspect answers differently.
 INVALIDATING_ACTIONS = {"create", "rename", "update", "start", "restart", "die"}
+SEEN_EVENTS = 1024  # engine events remembered, so the same event from two streams is handled once
 
 
 def split_image(ref: str) -> tuple[str, str | None]:
@@ -120,6 +122,7 @@ class ContainerCache:
         self._client = client
         self._by_id: dict[str, ContainerMeta] = {}
         self._gone: set[str] = set()
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, container_id: str) -> ContainerMeta | None:
@@ -142,10 +145,21 @@ class ContainerCache:
         return meta
 
     def on_engine_event(self, event: dict[str, Any]) -> None:
+        """Forget or re-inspect after a change. The docker_logs and docker_events sources each read the
+        engine's events and both pass them here: an event already handled is not inspected again."""
         if event.get("Type") != "container":
             return
         action = (event.get("Action") or "").split(":", 1)[0]
         container_id = (event.get("Actor") or {}).get("ID") or event.get("id")
+        if not container_id:
+            return
+        key = (event.get("timeNano") or event.get("time"), container_id, event.get("Action"))
+        with self._lock:
+            if key in self._seen:
+                return
+            self._seen[key] = None
+            if len(self._seen) > SEEN_EVENTS:
+                self._seen.popitem(last=False)
         if action == "destroy":
             with self._lock:
                 self._gone.add(container_id)  # keep the last metadata for late lines

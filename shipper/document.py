@@ -8,7 +8,6 @@ from objects built once per container and once per process.
 from __future__ import annotations
 
 import socket
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import orjson
@@ -17,6 +16,7 @@ from . import __version__
 from .ecs import ECS_VERSION, relocate
 from .model import Event
 from .sinks.base import Documents
+from .timefmt import now_iso
 
 EVENTS_DATASET = "shipper.events"
 DEADLETTER_DATASET = "shipper.deadletter"
@@ -131,5 +131,5 @@ def deadletter_document(original: bytes, status: int, error: dict[str, Any], nam
         **host_fields(namespace, DEADLETTER_DATASET),
     }
     if not doc["@timestamp"]:
-        doc["@timestamp"] = datetime.now(timezone.utc).isoformat()
+        doc["@timestamp"] = now_iso()
     return doc

@@ -1,7 +1,11 @@
 """One error tree for everything the shipper reports to a human.
 
-The CLI catches `ShipperError` at its boundary and prints `str(error)`;
-anything else is a bug and keeps its traceback.
+The CLI catches `ShipperError` at its boundary and prints `str(error)` on one
+line (a `ConfigError` with several problems lists them, one per line); anything
+else is a bug and keeps its traceback.
+
+Exit codes: 0 fine, 1 failed, 2 bad configuration or usage, 3 Docker or
+Elasticsearch unreachable, 4 Elasticsearch refused the credentials or a privilege.
 """
 
 from __future__ import annotations
@@ -33,14 +37,23 @@ class ConfigError(ShipperError):
 
     exit_code = 2
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], subject: str = "configuration"):
         self.problems = list(problems)
         count = len(self.problems)
+        if count == 1:
+            super().__init__(f"invalid {subject}: {self.problems[0]}")
+            return
         lines = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"invalid configuration ({count} problem{'s' * (count != 1)}):\n{lines}")
+        super().__init__(f"invalid {subject} ({count} problems):\n{lines}")
 
 
 class ServiceUnavailable(ShipperError):
     """Docker or Elasticsearch could not be reached."""
 
     exit_code = 3
+
+
+class AccessDenied(ShipperError):
+    """Elasticsearch refused the credentials (401) or a privilege the command needs (403)."""
+
+    exit_code = 4

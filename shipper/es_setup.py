@@ -2,26 +2,33 @@
 
 What a cluster supports differs: the full distribution has `constant_keyword`,
 `match_only_text`, `wildcard` and ILM; a minimal server may have none of them.
-Setup probes each, uses the best type available, and reports what it replaced
+Setup asks the cluster without writing to it (the user's privileges through
+`_has_privileges`, each mapping type through `_index_template/_simulate`, ILM
+through its status), uses the best type available, and reports what it replaced
 or skipped. Running it again changes nothing that is already right.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from elasticsearch import ApiError, Elasticsearch
+from elasticsearch import ApiError, AuthenticationException, Elasticsearch
 
 from . import kinds
 from .detect.stateful import FEATURES as ANOMALY_FEATURES
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
+from .errors import AccessDenied
 
 log = logging.getLogger(__name__)
 
 POLICY = "shipper"
+# What setup needs (cluster privileges), and the role the README tells users to run it with.
+TEMPLATES_PRIVILEGE = "manage_index_templates"
+ILM_PRIVILEGE = "manage_ilm"
+SETUP_ROLE_HINT = (f"run `shipper setup` as a user whose role grants the cluster privileges {TEMPLATES_PRIVILEGE} "
+                   f"and {ILM_PRIVILEGE} (e.g. the built-in superuser elastic), then ship with the writer role")
 PRIORITY = 250  # above the stock `logs` template (100) of the full distribution
 # Preferred mapping types, and what to use where a cluster lacks them.
 FALLBACKS = {"constant_keyword": "keyword", "match_only_text": "text", "wildcard": "keyword"}
@@ -109,19 +116,32 @@ class SetupReport:
         return out
 
 
+def missing_privileges(client: Elasticsearch) -> tuple[str, set[str]] | None:
+    """(user, the setup privileges it lacks), or None when the cluster has no security to ask."""
+    try:
+        answer = client.security.has_privileges(cluster=[TEMPLATES_PRIVILEGE, ILM_PRIVILEGE]).body
+    except AuthenticationException:
+        raise
+    except ApiError as exc:
+        if exc.status_code in (400, 404, 405, 410, 501):  # security disabled: no such endpoint
+            return None
+        raise
+    granted = answer.get("cluster") or {}
+    return answer.get("username", "?"), {name for name, ok in granted.items() if not ok}
+
+
 def _probe_types(client: Elasticsearch) -> set[str]:
+    """Which preferred mapping types the cluster knows: simulated templates, nothing written."""
     available = set()
     for kind in FALLBACKS:
-        name = f"shipper-setup-probe-{uuid.uuid4().hex[:8]}"
         try:
-            client.indices.create(index=name, mappings={"properties": {"f": {"type": kind}}},
-                                  settings={"number_of_shards": 1, "number_of_replicas": 0})
+            client.indices.simulate_template(
+                index_patterns=["shipper-setup-probe-*"], priority=PRIORITY,
+                template={"mappings": {"properties": {"f": {"type": kind}}}})
             available.add(kind)
         except ApiError as exc:
-            if exc.status_code != 400:
+            if exc.status_code != 400:  # 400: "the mapper type [...] does not exist"
                 raise
-        finally:
-            client.options(ignore_status=404).indices.delete(index=name)
     return available
 
 
@@ -139,17 +159,27 @@ def _version(client: Elasticsearch) -> str:
     try:
         nodes = client.nodes.info(node_id="_local", filter_path="nodes.*.version").body
         return next(iter(nodes["nodes"].values()))["version"]
-    except (ApiError, KeyError, StopIteration):
+    except AuthenticationException:
+        raise
+    except (ApiError, KeyError, StopIteration):  # 403 without `monitor`: the version is only shown
         return "unknown"
 
 
 def run_setup(client: Elasticsearch, *, retention_days: int = 90) -> SetupReport:
+    privileges = missing_privileges(client)
+    user, missing = privileges if privileges else ("", set())
+    if TEMPLATES_PRIVILEGE in missing:
+        raise AccessDenied(f"Elasticsearch user {user} lacks the cluster privilege {TEMPLATES_PRIVILEGE}, which "
+                           f"installing index templates needs; {SETUP_ROLE_HINT}")
     report = SetupReport(version=_version(client))
     available = _probe_types(client)
     report.replaced_types = {k: v for k, v in FALLBACKS.items() if k not in available}
 
     settings: dict[str, Any] = {"index": {"auto_expand_replicas": "0-1", "mapping": {"total_fields": {"limit": 2000}}}}
-    if _has_ilm(client):
+    if ILM_PRIVILEGE in missing:
+        report.skipped.append(f"lifecycle policy: user {user} lacks the cluster privilege {ILM_PRIVILEGE}; "
+                              "indices are kept until deleted by hand (run setup again with it to add the policy)")
+    elif _has_ilm(client):
         client.ilm.put_lifecycle(name=POLICY, policy={"phases": {
             "hot": {"actions": {"rollover": {"max_primary_shard_size": "50gb", "max_age": "7d"}}},
             "delete": {"min_age": f"{retention_days}d", "actions": {"delete": {}}},

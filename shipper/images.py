@@ -15,6 +15,8 @@ from typing import Any
 import docker
 import docker.errors
 
+from .timefmt import iso_time, parse_time
+
 DEFAULT_REGISTRY = "docker.io"
 
 
@@ -39,16 +41,6 @@ def registry_allowed(registry: str | None, allowed: list[str]) -> bool:
         return True
     aliases = {DEFAULT_REGISTRY, "index.docker.io", "registry-1.docker.io"}
     return any(registry == a or (registry in aliases and a in aliases) for a in allowed)
-
-
-def _parse_created(text: str) -> datetime | None:
-    if not text:
-        return None
-    head = text.rstrip("Z").partition(".")[0]
-    try:
-        return datetime.fromisoformat(head).replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
 
 
 def _runs_as_root(user: str) -> bool:
@@ -105,7 +97,7 @@ def image_facts(reference: str, attrs: dict[str, Any] | None, policy: ImagePolic
     if attrs is None:
         return facts
     config = attrs.get("Config") or {}
-    created = _parse_created(attrs.get("Created") or "")
+    created = parse_time(attrs.get("Created") or "")
     health = (config.get("Healthcheck") or {}).get("Test") or []
     facts.update(
         id=attrs.get("Id"),
@@ -114,7 +106,7 @@ def image_facts(reference: str, attrs: dict[str, Any] | None, policy: ImagePolic
         healthcheck=bool(health) and health[0] != "NONE",
     )
     if created is not None:
-        age = (now - created).total_seconds() / 86400
-        facts.update(created=created.isoformat().replace("+00:00", "Z"), age_days=round(age, 1),
+        age = (now.timestamp() - created) / 86400
+        facts.update(created=iso_time(created), age_days=round(age, 1),
                      outdated=age > policy.max_age_days)
     return facts

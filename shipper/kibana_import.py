@@ -1,4 +1,8 @@
-"""`shipper setup --kibana URL`: import kibana/shipper.ndjson through the saved objects API."""
+"""`shipper setup --kibana URL`: import the saved objects through Kibana's saved objects API.
+
+The objects are rendered from the rules at import time, the same NDJSON that
+`shipper kibana generate` writes to kibana/shipper.ndjson, and overwrite older versions.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import json
 
 import urllib3
 
-from .errors import ServiceUnavailable, ShipperError
+from .errors import AccessDenied, ServiceUnavailable, ShipperError
 from .kibana import render, saved_objects
 
 
@@ -28,6 +32,13 @@ def import_saved_objects(url: str, user: str | None, password: str | None, *, ca
         answer = json.loads(response.data or b"{}")
     except json.JSONDecodeError:
         answer = {}
+    if response.status == 401:
+        raise AccessDenied(f"Kibana at {url} refused the credentials of {user or 'anonymous requests'} (401): check "
+                           "--kibana-user (default elasticsearch.username) and KIBANA_PASSWORD")
+    if response.status == 403:
+        raise AccessDenied(f"Kibana at {url} refused {user or 'anonymous requests'} the import (403): the user needs "
+                           "the Kibana privilege to manage saved objects (All on Saved Objects Management, or "
+                           "the kibana_admin role)")
     if response.status != 200:
         raise ShipperError(f"Kibana at {url} refused the import ({response.status}): "
                            f"{answer.get('message') or response.data[:200]!r}")

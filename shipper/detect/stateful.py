@@ -24,6 +24,7 @@ from typing import Any, Mapping, Sequence
 from .. import kinds
 from ..config import AnomalyConfig, MiningConfig, PortScanConfig
 from ..model import Severity, Verdict
+from ..private import open_private, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -360,9 +361,9 @@ class AnomalyDetector(Detector):
             return
         import sklearn
 
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with open_private(tmp, "wb") as handle:
             pickle.dump({"format": MODEL_FORMAT, "sklearn": sklearn.__version__, "image": model.image,
                          "features": FEATURES, "trained_on": model.trained_on, "forest": model.forest}, handle)
         tmp.replace(path)

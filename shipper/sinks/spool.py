@@ -18,6 +18,7 @@ from pathlib import Path
 import orjson
 
 from ..errors import ShipperError
+from ..private import open_private, private_dir
 from .base import Documents
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def parse(body: bytes, path: Path) -> tuple[Documents, str | None]:
 class Spool:
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int):
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
         for stale in self.directory.glob("*.tmp"):
@@ -104,7 +105,7 @@ class Spool:
 
     def _write(self, path: Path, body: bytes) -> None:
         tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
+        with open_private(tmp, "wb") as handle:
             handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())

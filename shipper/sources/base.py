@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import docker.errors
@@ -15,21 +14,6 @@ import docker.errors
 from ..model import Event
 
 log = logging.getLogger(__name__)
-
-
-def parse_docker_time(text: str) -> float | None:
-    """Docker's RFC 3339 with nanoseconds (`State.StartedAt`) as epoch seconds, to the microsecond."""
-    try:
-        head, _, rest = text.partition(".")
-        fraction = rest.rstrip("Z")[:6]
-        return datetime.fromisoformat(f"{head}.{fraction or '0'}+00:00").timestamp()
-    except ValueError:
-        return None
-
-
-def iso_time(seconds: float) -> str:
-    """Epoch seconds as RFC 3339 UTC with milliseconds, the form sampled events carry."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import docker
@@ -21,6 +20,7 @@ from ..containers import ContainerCache
 from ..images import ImageChecker
 from .. import kinds
 from ..model import Event, event_id
+from ..timefmt import NANOS, nano_time
 from .base import Batch, Emit, Source, close_quietly
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,7 @@ _IMAGE_KINDS = {"pull": ["installation"], "delete": ["deletion"], "untag": ["del
 
 
 def _timestamp(event: dict[str, Any]) -> str:
-    nanos = int(event.get("timeNano") or int(event.get("time", 0)) * 1_000_000_000)
-    seconds, fraction = divmod(nanos, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{fraction:09d}Z"
+    return nano_time(int(event.get("timeNano") or int(event.get("time", 0)) * NANOS))
 
 
 class DockerEventsSource(Source):

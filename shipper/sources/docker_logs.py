@@ -22,7 +22,6 @@ import os
 import queue
 import threading
 import time
-from datetime import datetime
 from typing import Any
 
 import docker
@@ -30,6 +29,7 @@ import docker.errors
 
 from ..containers import ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
+from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
@@ -100,7 +100,7 @@ def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+    return nano_time(int(time.time()) * NANOS)
 
 
 QUIET_AFTER_DIE = 2.0  # seconds: the engine may still be writing a dead container's last lines
@@ -430,6 +430,4 @@ class _ApiFollower:
 
 def _since_arg(stamp: str) -> float:
     """Fixed-width RFC 3339 nano timestamp -> the float seconds `since=` takes, a little early."""
-    seconds, _, fraction = stamp.rstrip("Z").partition(".")
-    base = datetime.fromisoformat(seconds + "+00:00").timestamp()
-    return base + float("0." + (fraction or "0")) - 1e-3
+    return (parse_time(stamp) or 0.0) - 1e-3

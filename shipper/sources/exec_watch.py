@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..private import open_private
 from . import netlink, procfs
 
 log = logging.getLogger(__name__)
@@ -198,8 +199,7 @@ class ExecWatch:
                 pass
         found = {"enabled": status.enabled, "backlog_limit": status.backlog_limit}
         if self.audit_state is not None:
-            fd = os.open(self.audit_state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
+            with open_private(self.audit_state, "w") as handle:
                 json.dump(found, handle)
         return found
 

@@ -25,7 +25,6 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Sequence
 
 import docker
@@ -37,7 +36,8 @@ from watchdog.observers import Observer
 from ..containers import Watched
 from .. import kinds
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, iso_time, parse_docker_time
+from ..timefmt import iso_time, parse_time
+from .base import Batch, Emit, Source
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class FilesSource(Source):
             data = ((meta.attrs.get("GraphDriver") or {}).get("Data") or {}) if meta else {}
             if meta is None or not data.get("UpperDir"):
                 continue  # not overlay2, or not known yet
-            started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", ""))
+            started = parse_time((meta.attrs.get("State") or {}).get("StartedAt", ""))
             root = _Root(data["UpperDir"], container_id, [p for p in (data.get("LowerDir") or "").split(":") if p],
                          _mountpoints(meta.attrs), started=started)
             if self._watch(container_id, root):
@@ -201,7 +201,7 @@ class FilesSource(Source):
 
     def _catch_up(self, root: _Root, attrs: dict[str, Any], now: float) -> None:
         """Files a container wrote between its start and our watch: report them as created."""
-        started = parse_docker_time((attrs.get("State") or {}).get("StartedAt", ""))
+        started = parse_time((attrs.get("State") or {}).get("StartedAt", ""))
         if started is None or now - started > self.catch_up_seconds:
             return
         for directory, dirs, files in os.walk(root.path):
@@ -374,7 +374,7 @@ def _describe(info: os.stat_result, host_path: str, hash_max_bytes: int, target:
         "type": next((name for test, name in kinds if test(info.st_mode)), "other"),
         "size": info.st_size, "mode": f"{stat.S_IMODE(info.st_mode):04o}",
         "uid": str(info.st_uid), "gid": str(info.st_gid),
-        "mtime": datetime.fromtimestamp(info.st_mtime, timezone.utc).isoformat().replace("+00:00", "Z"),
+        "mtime": iso_time(info.st_mtime),
     }
     if out["type"] == "symlink":
         if target:

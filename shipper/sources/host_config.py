@@ -13,7 +13,8 @@ import docker.errors
 
 from .. import hostaudit, kinds
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, close_quietly, iso_time
+from ..timefmt import iso_time
+from .base import Batch, Emit, Source, close_quietly
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
 
 import orjson
 
@@ -297,7 +296,3 @@ class JsonFileChain:
         for opened in self._files:
             opened.handle.close()
         self._files.clear()
-
-    def __iter__(self) -> Iterator[Line]:  # convenience for tests and tools
-        while batch := self.read(10_000):
-            yield from batch

@@ -13,6 +13,9 @@ the interval may be missed.
 
 When the program is an interpreter running a script file (`sh /tmp/x`, or a
 `#!` script run directly), the script is reported under `shipper.process.script`.
+With audit on, a chmod that sets the setuid/setgid bit and a symlink made are
+reported as `files` events from the same records, and `socket(AF_PACKET)` calls as
+`network` events as they happen.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import Any
 from ..containers import Watched
 from .. import kinds
 from ..model import Event, event_id
+from ..timefmt import iso_time, parse_time
 from . import procfs
-from .base import Batch, Emit, Source, iso_time, parse_docker_time, poll
+from .base import Batch, Emit, Source, poll
 from .exec_watch import Exec, ExecWatch, LinkMade, ModeChange, PacketSocket, Reported
 
 log = logging.getLogger(__name__)
@@ -222,7 +226,7 @@ class ProcessesSource(Source):
         fields: dict[str, Any] = {"process": process}
         own: dict[str, Any] = {}
         meta = self.cache.get(item.container_id)
-        started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", "")) if meta else None
+        started = parse_time((meta.attrs.get("State") or {}).get("StartedAt", "")) if meta else None
         if started is not None and item.at - started < self.startup_seconds:
             own["during_startup"] = True
         if isinstance(item, ModeChange):

@@ -1,8 +1,9 @@
 """Source `stats`: each running container's resource use from the Engine API, every `interval`.
 
-One `one_shot` stats call per container (no two-second wait for the engine's own
-CPU delta); rates are computed between our consecutive samples, so a container's
-first sample only sets the baseline.
+One stats stream per running container, each read by a small thread; every
+`interval` the latest sample of each becomes an event (CPU in cores and as ECS
+`container.cpu.usage`, memory, pids, network and disk rates). Rates are computed
+between our consecutive samples, so a container's first sample only sets the baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 from ..containers import Watched
 from .. import kinds
 from ..model import Event, event_id
-from .base import Emit, Source, close_quietly, iso_time, poll
+from ..timefmt import iso_time
+from .base import Emit, Source, close_quietly, poll
 
 log = logging.getLogger(__name__)
 

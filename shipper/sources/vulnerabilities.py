@@ -27,7 +27,8 @@ from watchdog.observers.api import BaseObserver
 
 from .. import kinds
 from ..model import Event, event_id
-from .base import Batch, Emit, Source, iso_time
+from ..timefmt import iso_time
+from .base import Batch, Emit, Source
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from shipper.sources import netlink
-from shipper.sources.base import parse_docker_time
+from shipper.timefmt import parse_time
 
 from .shipper_proc import ShipperProcess, audit_state, count
 
@@ -126,4 +126,4 @@ def _rss_mib(pid: int) -> float:
 
 
 def _seconds(started: str, finished: str) -> float:
-    return parse_docker_time(finished) - parse_docker_time(started)
+    return parse_time(finished) - parse_time(started)

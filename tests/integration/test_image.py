@@ -55,12 +55,23 @@ def shipper_image(docker_client, tmp_path):
         shutil.copy(ROOT / name, context / name)
     shutil.copytree(ROOT / "shipper", context / "shipper", ignore=shutil.ignore_patterns("__pycache__"))
     wheelhouse(context / "wheelhouse")
-    tag = f"shipper-test/shipper:{uuid.uuid4().hex[:8]}"
-    docker_client.images.build(path=str(context), tag=tag, network_mode="none", rm=True, forcerm=True,
-                               buildargs={"BASE_IMAGE": BASE,
-                                          "PIP_OPTIONS": "--no-index --find-links /src/wheelhouse"})
-    yield tag
-    docker_client.images.remove(tag, force=True)
+    run = uuid.uuid4().hex[:8]
+    tag, build_stage = f"shipper-test/shipper:{run}", f"shipper-test/shipper-build:{run}"
+    options = {"path": str(context), "network_mode": "none", "rm": True, "forcerm": True,
+               "buildargs": {"BASE_IMAGE": BASE, "PIP_OPTIONS": "--no-index --find-links /src/wheelhouse"}}
+    try:
+        # The multi-stage build leaves its first stage as an untagged image (562 MB): build that stage
+        # under a tag of its own first, so the final build reuses it from the cache and removing the
+        # two tags removes every layer this test made.
+        docker_client.images.build(tag=build_stage, target="build", **options)
+        docker_client.images.build(tag=tag, **options)
+        yield tag
+    finally:
+        for name in (tag, build_stage):
+            try:
+                docker_client.images.remove(name, force=True)
+            except docker.errors.ImageNotFound:
+                pass
 
 
 def test_containerized_shipper_ships_into_elasticsearch(docker_client, es, run_container, shipper_image):

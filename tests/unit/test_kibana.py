@@ -7,6 +7,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from shipper.cli import main
 from shipper.detect.engine import BUILTIN_RULES
 from shipper.es_setup import EVENT_FIELDS
@@ -111,3 +113,34 @@ def test_sigma_regexes_become_lucene_regexes_with_the_same_meaning():
     assert lucene_regex(r"[^-\s]x") == ".*([^- \t\n\r\f\v]x).*"
     assert lucene_regex('"a"@b') == '.*(\\"a\\"\\@b).*'
     assert lucene_regex(r"\d+\.\w") == ".*([0-9]+\\.[a-zA-Z0-9_]).*"
+
+
+def test_kibana_refusing_the_credentials_is_access_denied():
+    """A 401 from Kibana's import says which settings to check, with exit code 4 (no Kibana here: a stand-in)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from shipper.errors import AccessDenied
+    from shipper.kibana_import import import_saved_objects
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            answer = b'{"statusCode":401,"error":"Unauthorized","message":"Unauthorized"}'
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(AccessDenied, match="--kibana-user") as refused:
+            import_saved_objects(f"http://127.0.0.1:{server.server_port}", "auditor", "wrong")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert refused.value.exit_code == 4 and "\n" not in str(refused.value)
