@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 
@@ -29,7 +29,7 @@ def _secret(default: Any = None, doc: str = "") -> Any:
     return field(default=default, metadata={"secret": True, "doc": doc})
 
 
-def _check(fn, default: Any = None, *, factory=None) -> Any:
+def _check(fn: Callable[[Any], str | None], default: Any = None, *, factory: Callable[[], Any] | None = None) -> Any:
     if factory is not None:
         return field(default_factory=factory, metadata={"check": fn})
     return field(default=default, metadata={"check": fn})
@@ -316,7 +316,7 @@ class _Value:
 
 
 def load_config(
-    path: str | os.PathLike | None = None,
+    path: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
     overrides: list[str] | None = None,
@@ -328,7 +328,7 @@ def load_config(
         _merge(layered, _read_yaml(Path(path), problems))
     _merge(layered, _from_env(os.environ if env is None else env))
     _merge(layered, _from_flags(overrides or [], problems))
-    config = _build(Config, layered, "", problems)
+    config: Config = _build(Config, layered, "", problems)
     if config.webhook.enabled and not config.webhook.url:
         where = (layered.get("webhook") or {}).get("__where__", "webhook")
         problems.append(Problem(where, "webhook.url", "is needed when webhook.enabled is true"))
@@ -442,7 +442,7 @@ def _build(cls: type, raw: dict[str, Any], prefix: str, problems: list[Problem])
             problems.append(Problem(where, dotted, f"unknown key (known here: {known})"))
             continue
         kind = hints[key]
-        if dataclasses.is_dataclass(kind):
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
             if not isinstance(item, dict):
                 problems.append(Problem(where, dotted, "must be a mapping"))
                 continue
@@ -479,7 +479,7 @@ def _coerce(value: Any, kind: Any) -> tuple[Any, str | None]:
         if value in args:
             return value, None
         return value, f"must be one of {', '.join(map(str, args))}, not {value!r}"
-    if origin is list and dataclasses.is_dataclass(args[0]):
+    if origin is list and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
         if not isinstance(value, list):
             return value, f"must be a list of mappings, not {_typename(value)}"
         items = []

@@ -107,8 +107,11 @@ class SavedSearch:
 def rule_query(rule: Rule) -> str:
     """The rule as a Lucene query over the events its category judges. `rule.sigma` is the rule
     as loaded, SigmaHQ field mapping applied (detect/sigmahq.py), as the live evaluator sees it."""
+    category = route(rule)
+    if category is None:
+        raise ValueError(f"rule {rule.id} looks at no category the shipper produces")
     converted = _Lucene().convert(SigmaCollection([rule.sigma]))
-    return f"({CATEGORY_SCOPE[route(rule)]}) AND ({converted[0]})"
+    return f"({CATEGORY_SCOPE[category]}) AND ({converted[0]})"
 
 
 def _id(key: str) -> str:
@@ -117,8 +120,8 @@ def _id(key: str) -> str:
 
 def rule_searches(rules: list[Rule]) -> list[SavedSearch]:
     return [SavedSearch(_id(f"rule:{rule.id}"), f"Rule: {rule.title}", rule.description, rule_query(rule),
-                        COLUMNS[route(rule)])
-            for rule in sorted(rules, key=lambda r: r.title) if route(rule) is not None]
+                        COLUMNS[category])
+            for rule in sorted(rules, key=lambda r: r.title) if (category := route(rule)) is not None]
 
 
 def _ids(*ids: str) -> str:

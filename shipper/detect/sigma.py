@@ -322,7 +322,8 @@ def compile_any(nodes: Iterable[Any], keyword_fields: tuple[str, ...] = KEYWORD_
             patterns.setdefault(group, []).append(node.value)
         else:
             rest.append(node)
-    parts = [_any_folded(names, _folded_string_test(values, anywhere)) for (names, anywhere), values in strings.items()]
+    parts = [_any_folded(names, test) for (names, anywhere), values in strings.items()
+             if (test := _folded_string_test(values, anywhere)) is not None]
     parts += [_any_pattern(names, values, anywhere) for (names, anywhere), values in patterns.items()]
     parts += [compile_condition(node, keyword_fields) for node in rest]
     if len(parts) == 1:
@@ -414,8 +415,9 @@ def required_keys(node: Any) -> frozenset[Key] | None:
         found = [keys for keys in map(required_keys, node.args) if keys is not None]
         return min(found, key=len) if found else None
     if isinstance(node, ConditionOR):
-        found = [required_keys(arg) for arg in node.args]
-        return None if any(keys is None for keys in found) else frozenset().union(*found)
+        every = [required_keys(arg) for arg in node.args]
+        known = [keys for keys in every if keys is not None]
+        return None if len(known) < len(every) else frozenset().union(*known)
     if isinstance(node, ConditionFieldEqualsValueExpression) and node.field in (EXECUTABLE, NAME):
         values = node.value.values if isinstance(node.value, SigmaExpansion) else [node.value]
         keys = set()
@@ -532,7 +534,7 @@ def _load_one(path: Path, text: str) -> tuple[Rule | None, list[Problem]]:
         problems.append(Problem(f"{path}:1", "id", "every rule needs an id (a UUID)"))
     if sigma.level is None:
         problems.append(Problem(f"{path}:1", "level", "every rule needs a level"))
-    if problems:
+    if problems or sigma.level is None:
         return None, problems
     try:
         by_keys: dict[frozenset[Key] | None, list[Any]] = {}
@@ -566,8 +568,9 @@ def _where(path: Path, text: str, key: str | None, error: Exception | None = Non
         for number, line in enumerate(lines, 1):
             if needle in line:
                 return f"{path}:{number}"
-    if error is not None and getattr(error, "problem_mark", None) is not None:
-        return f"{path}:{error.problem_mark.line + 1}"
+    mark = getattr(error, "problem_mark", None)  # a YAML syntax error's place
+    if mark is not None:
+        return f"{path}:{mark.line + 1}"
     if key:
         for number, line in enumerate(lines, 1):
             if re.match(rf"\s*{re.escape(key)}\s*:", line):

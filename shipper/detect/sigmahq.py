@@ -13,6 +13,7 @@ lint` warns about the fields a category never carries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sigma.processing.conditions import IncludeFieldCondition, LogsourceCondition
@@ -70,11 +71,15 @@ class InitiatedAsDirection(ValueTransformation):
         return SigmaString("egress" if initiated else "ingress")
 
 
+def _optional_keys(mapping: Mapping[str, str | list[str]]) -> dict[str | None, str | list[str]]:
+    return dict(mapping.items())  # pySigma types its field names as optional
+
+
 def sigmahq_pipeline() -> ProcessingPipeline:
     items = [ProcessingItem(InitiatedAsDirection(), identifier="sigmahq_initiated_direction",
                             rule_conditions=[LogsourceCondition(category="network_connection")],
                             field_name_conditions=[IncludeFieldCondition(["Initiated"])])]
-    items += [ProcessingItem(FieldMappingTransformation(dict(mapping)), identifier=f"sigmahq_{category}_fields",
+    items += [ProcessingItem(FieldMappingTransformation(_optional_keys(mapping)), identifier=f"sigmahq_{category}_fields",
                              rule_conditions=[LogsourceCondition(category=category)])
               for category, mapping in FIELD_MAPPING.items()]
     return ProcessingPipeline(name="SigmaHQ linux fields to shipper ECS fields", priority=10, items=items)

@@ -64,7 +64,7 @@ class DockerEventsSource(Source):
         self.cache = cache
         self.images = images  # provenance facts of started and pulled images (None: not checked)
         self._closed = threading.Event()
-        self._stream = None
+        self._stream: Any = None  # the engine's event stream, closed from another thread
         self.seen = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:

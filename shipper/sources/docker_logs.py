@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from ..containers import ContainerCache, ContainerMeta, Selector
+from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
@@ -114,7 +114,7 @@ class DockerLogsSource(Source):
         client: docker.DockerClient,
         cache: ContainerCache,
         *,
-        selector: Selector,
+        selector: Selector | BothSelectors,
         mode: str = "auto",
         root_dir: str = "/var/lib/docker",
         batch_size: int = 2000,
@@ -137,7 +137,7 @@ class DockerLogsSource(Source):
         self.poll_interval = poll_interval
         self.start_at_end = start_at == "end"
         self._closed = threading.Event()
-        self._events_stream = None
+        self._events_stream: Any = None  # the engine's event stream, closed from another thread
         self._changes: queue.SimpleQueue = queue.SimpleQueue()
         self._followed: dict[str, Any] = {}  # container id -> JsonFileChain or _ApiFollower
         self._stopping: dict[str, tuple[str, float]] = {}  # id -> ("die"|"destroy", when)
