@@ -74,7 +74,8 @@ def es():
     url = es_url()
     client = Elasticsearch(url, **es_client_kwargs())
     try:
-        health = client.cluster.health(wait_for_status="yellow", timeout="10s")
+        # a node that has just restarted (the outage tests restart it) recovers its shards first
+        health = client.options(request_timeout=150).cluster.health(wait_for_status="yellow", timeout="120s")
     except Exception as exc:
         _missing(f"Elasticsearch at {url}", f"{type(exc).__name__}: {exc}")
     if health["status"] not in ("green", "yellow"):
