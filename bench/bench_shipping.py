@@ -137,16 +137,30 @@ def start_live(client, label: str, rate: int, seconds: int, containers: int) -> 
 
 
 class Shipper:
-    def __init__(self, hosts: str, label: str, state: Path):
+    def __init__(self, hosts: str, label: str, state: Path, namespace: str):
         self.port = free_port()
         command = [sys.executable, "-m", "shipper", "run", "--log-format", "json"]
         for setting in (f"elasticsearch.hosts={hosts}", f"state.directory={state}", f"monitor.port={self.port}",
-                        f"elasticsearch.namespace=bench{label}", "sources.docker_events.enabled=false",
+                        f"elasticsearch.namespace={namespace}", "sources.docker_events.enabled=false",
                         f"sources.docker_logs.include.labels=shipper.bench={label}"):
             command += ["--set", setting]
         self.log = open(state.parent / "shipper.log", "ab")
         self.started = time.monotonic()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.ready_cpu = 0.0
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the monitor answers (imports done, rules loaded, sources starting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("shipper exited; see its log")
+                time.sleep(0.05)
+        raise RuntimeError("shipper never answered on its monitor port")
 
     def metric(self, name: str) -> float:
         try:
@@ -161,7 +175,10 @@ class Shipper:
     def wait_out(self, expected: int, timeout: float = 900) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.metric("shipper_events_out_total") >= expected:
+            out = self.metric("shipper_events_out_total")
+            if not self.ready_cpu and out:
+                self.ready_cpu = self.cpu_seconds()  # start-up and the first batch: a fixed cost, not per document
+            if out >= expected:
                 return time.monotonic() - self.started
             if self.process.poll() is not None:
                 raise RuntimeError("shipper exited; see its log")
@@ -184,53 +201,101 @@ class Shipper:
         self.process.wait(120)
 
 
+# ------------------------------------------------------------------ the yardstick
+
+
+def run_baseline(hosts: str, index: str, made: list) -> dict:
+    """bench/baseline_loop.py over the same files and endpoint: wall time, its own CPU and peak RSS."""
+    files = []
+    for container in made:
+        container.reload()
+        files.append(f"{container.id}={container.attrs['LogPath']}")
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_loop.py"), hosts, index, *files])
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"baseline loop failed ({process.returncode})")
+    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def fake_endpoint(work: Path, name: str) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    delays_path = work / f"delays-{name}.json"
+    fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port), str(delays_path)])
+    time.sleep(1)
+    return fake, f"http://127.0.0.1:{port}", delays_path
+
+
+def stop_fake(fake: subprocess.Popen, delays_path: Path) -> list[float]:
+    fake.send_signal(signal.SIGTERM)
+    fake.wait(30)
+    return json.loads(delays_path.read_text()) if delays_path.exists() else []
+
+
+def delete_es(hosts: str, names: list[str]) -> None:
+    for name in names:
+        for path in (f"/_data_stream/{name}", f"/{name}"):
+            try:
+                urllib.request.urlopen(urllib.request.Request(hosts + path, method="DELETE"), timeout=60).read()
+            except OSError:
+                pass
+
+
 # ------------------------------------------------------------------ phases
 
 
-def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int) -> dict:
+def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int,
+               runs: int) -> dict:
+    """`runs` rounds of (shipper, baseline) on the same backlog, alternating which goes first."""
     work = Path(tempfile.mkdtemp(prefix=f"shipper-bench-{target}-"))
-    fake = None
-    delays_path = work / "delays.json"
-    if target == "fake":
-        port = free_port()
-        fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port), str(delays_path)])
-        hosts = f"http://127.0.0.1:{port}"
-        time.sleep(1)
-    else:
-        hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
     label = uuid.uuid4().hex[:8]
     made = []
+    fake = None
+    rounds = []
     try:
         print(f"[{target}] writing {lines} lines from {containers} containers ...", flush=True)
         made += write_backlog(client, label, lines, containers)
-        state = work / "state"
-        shipper = Shipper(hosts, label, state)
-        elapsed = shipper.wait_out(lines)
-        result = {
-            "target": target, "lines": lines, "containers": containers,
-            "backlog_seconds": round(elapsed, 2),
-            "docs_per_second": round(lines / elapsed),
-            "cpu_seconds_per_million": round(shipper.cpu_seconds() / lines * 1e6, 2),
-            "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
-        }
-        print(f"[{target}] backlog: {result}", flush=True)
-        if target == "fake":
-            shipper.stop()
-            live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
-            made += start_live(client, label, live_rate, live_seconds, containers)
-            shipper = Shipper(hosts, label, state)  # same checkpoint: only the new lines, as they come
-            for container in made[-containers:]:
-                container.wait(timeout=600)
-            shipper.wait_out(live_lines)
-            fake.send_signal(signal.SIGTERM)
-            fake.wait(30)
-            fake = None
-            delays = json.loads(delays_path.read_text())
-            live = delays[-(len(delays) * live_lines // (lines + live_lines)):] if delays else []
-            if live:
-                qs = statistics.quantiles(live, n=100)
-                result.update(live_rate=live_rate, delay_p50_ms=round(qs[49] * 1000, 1), delay_p99_ms=round(qs[98] * 1000, 1))
-        shipper.stop()
+        for number in range(runs):
+            if target == "fake":
+                fake, hosts, delays_path = fake_endpoint(work, f"backlog-{number}")
+            else:
+                hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
+            namespace, baseline_index = f"bench{label}{number}", f"bench-baseline-{label}-{number}"
+            measured = {}
+            for who in (("shipper", "baseline") if number % 2 == 0 else ("baseline", "shipper")):
+                if who == "baseline":
+                    base = run_baseline(hosts, baseline_index, made)
+                    measured.update(baseline_docs_per_second=lines / base["seconds"],
+                                    baseline_cpu_seconds_per_million=base["cpu"] / lines * 1e6,
+                                    baseline_peak_rss_mb=base["rss_mb"])
+                    continue
+                state = work / f"state-{number}"
+                shipper = Shipper(hosts, label, state, namespace)
+                try:
+                    elapsed = shipper.wait_out(lines)
+                    measured.update(docs_per_second=lines / elapsed,
+                                    cpu_seconds_per_million=shipper.cpu_seconds() / lines * 1e6,
+                                    peak_rss_mb=shipper.peak_rss_mb(), startup_cpu_seconds=shipper.ready_cpu)
+                finally:
+                    shipper.stop()
+            if fake is not None:
+                stop_fake(fake, delays_path)
+                fake = None
+            else:
+                delete_es(hosts, [f"logs-shipper.events-{namespace}", baseline_index])
+            measured["cpu_ratio_to_baseline"] = measured["cpu_seconds_per_million"] / measured["baseline_cpu_seconds_per_million"]
+            measured["docs_ratio_to_baseline"] = measured["docs_per_second"] / measured["baseline_docs_per_second"]
+            if target == "fake" and live_rate:
+                measured["live_p99_ms"], measured["live_p50_ms"] = run_live(client, work, label, number, live_rate,
+                                                                            live_seconds, containers, made)
+            rounds.append({k: round(v, 3) for k, v in measured.items()})
+            print(f"[{target}] round {number}: {rounds[-1]}", flush=True)
+        result = {"target": target, "lines": lines, "containers": containers, "runs": len(rounds)}
+        for key in rounds[0]:
+            result[key] = round(statistics.median(r[key] for r in rounds), 3 if "ratio" in key else 1)
+        result["rounds"] = rounds
         return result
     finally:
         for container in made:
@@ -239,20 +304,45 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
             fake.kill()
 
 
+def run_live(client, work: Path, label: str, number: int, live_rate: int, live_seconds: int, containers: int,
+             made: list) -> tuple[float, float]:
+    """Containers write `live_rate` lines/s while a running shipper ships them: delay line -> endpoint."""
+    fake, hosts, delays_path = fake_endpoint(work, f"live-{number}")
+    live_label = f"{label}live{number}"
+    shipper = Shipper(hosts, live_label, work / f"state-live-{number}", f"bench{live_label}")
+    try:
+        shipper.wait_ready()
+        live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
+        made += start_live(client, live_label, live_rate, live_seconds, containers)
+        for container in made[-containers:]:
+            container.wait(timeout=600)
+        shipper.wait_out(live_lines)
+    finally:
+        shipper.stop()
+        delays = stop_fake(fake, delays_path)
+    qs = statistics.quantiles(delays, n=100)
+    return qs[98] * 1000, qs[49] * 1000
+
+
 def write_report(results: list[dict]) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     payload = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine, "results": results}
     (out / "shipping.json").write_text(json.dumps(payload, indent=2) + "\n")
-    rows = ["| target | lines | containers | docs/s | CPU-s per 1M docs | peak RSS MB | live p50 / p99 delay |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    rows = ["| target | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) | CPU ratio | docs/s ratio "
+            "| peak RSS MB | live p50 / p99 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
-        delay = f"{r['delay_p50_ms']} / {r['delay_p99_ms']} ms at {r['live_rate']} lines/s" if "delay_p50_ms" in r else "n/a"
-        rows.append(f"| {r['target']} | {r['lines']:,} | {r['containers']} | {r['docs_per_second']:,} | "
-                    f"{r['cpu_seconds_per_million']} | {r['peak_rss_mb']} | {delay} |")
+        live = f"{r['live_p50_ms']:.0f} / {r['live_p99_ms']:.0f} ms" if "live_p99_ms" in r else "n/a"
+        rows.append(f"| {r['target']} | {r['lines']:,} | {r['containers']} | {r['docs_per_second']:,.0f} "
+                    f"({r['baseline_docs_per_second']:,.0f}) | {r['cpu_seconds_per_million']} "
+                    f"({r['baseline_cpu_seconds_per_million']}) | {r['cpu_ratio_to_baseline']} | "
+                    f"{r['docs_ratio_to_baseline']} | {r['peak_rss_mb']} | {live} |")
     section = (f"<!-- shipping:start -->\nMeasured {payload['date']} on {machine} "
-               f"(`bench/bench_shipping.py`, raw figures in `bench/results/shipping.json`).\n\n" + "\n".join(rows) + "\n<!-- shipping:end -->")
+               f"(`bench/bench_shipping.py`, medians of {results[0]['runs']} alternating rounds of shipper and "
+               f"`bench/baseline_loop.py`; raw figures in `bench/results/shipping.json`).\n\n"
+               + "\n".join(rows) + "\n<!-- shipping:end -->")
     doc = ROOT / "docs" / "benchmarks.md"
     text = doc.read_text()
     start, end = text.index("<!-- shipping:start -->"), text.index("<!-- shipping:end -->") + len("<!-- shipping:end -->")
@@ -270,11 +360,17 @@ def main() -> None:
     parser.add_argument("--target", choices=["fake", "es", "both"], default="both")
     parser.add_argument("--live-rate", type=int, default=20_000, help="lines/s written in the live phase")
     parser.add_argument("--live-seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3, help="alternating rounds of shipper and baseline")
+    parser.add_argument("--no-report", action="store_true", help="print, do not write results or docs")
     args = parser.parse_args()
     client = docker.from_env()
     targets = ["fake", "es"] if args.target == "both" else [args.target]
-    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds) for t in targets]
-    write_report(results)
+    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs)
+               for t in targets]
+    if args.no_report:
+        print(json.dumps(results, indent=2))
+    else:
+        write_report(results)
 
 
 if __name__ == "__main__":

@@ -148,13 +148,15 @@ class Pipeline:
         counter = self.metrics.events_in.labels(source.name)
 
         def emit(batch: Batch) -> None:
-            counter.inc(len(batch.events))
+            counter.inc(len(batch.events) + len(batch.bodies))
             for event in batch.events:
                 relocate(event.fields)
             batch = self.process(batch)
             if self.alerts is not None:
                 self.alerts(batch.events)
-            self._to_deliver.put((self.writer.bulk_lines(batch.events), batch))
+            lines = self.writer.bulk_lines(batch.events)
+            lines += [b'{"create":{"_id":"%b"}}\n%b\n' % pair for pair in zip(batch.ids, batch.bodies)]
+            self._to_deliver.put((lines, batch))
 
         try:
             source.run(emit, self.checkpoints.get(source.name))

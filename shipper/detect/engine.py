@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
 from .policy import Allowlist, Throttle
+from .prefilter import LogPrefilter
 from .sigma import Fields, Rule, RuleSet, load_rules
 from .stateful import AnomalyDetector, Detector, MiningDetector, PortScanDetector
 
@@ -140,6 +141,14 @@ class RulesEngine:
         return cls.from_paths([Path(p) for p in detection.rules], containers, builtin=detection.builtin_rules,
                               metrics=metrics, detectors=detectors, allowlist=Allowlist(detection.exceptions),
                               throttle=Throttle(detection.throttle_seconds))
+
+    def log_prefilter(self) -> LogPrefilter:
+        """Which raw log lines the log rules could flag (the json-file fast path judges the rest unflagged)."""
+        prefilter = LogPrefilter(self.by_category.get(CONTAINER_LOG, ()))
+        if prefilter.every_line:
+            log.warning("a log rule names no literal its message must hold (a regex, a number, another field): "
+                        "every log line takes the full path, at several times the CPU", extra={"rules": prefilter.forcing})
+        return prefilter
 
     @property
     def rules(self) -> list[Rule]:

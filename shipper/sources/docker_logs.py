@@ -26,6 +26,7 @@ import docker.errors
 from ..containers import ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from .base import Batch, Emit, Source, close_quietly
+from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line) -> Even
     )
 
 
+def template_event(container_id: str, path: str, time_: str, stream: str, text: str, offset: int) -> Event:
+    """A line's event from its parts: what the fast path renders its per-container template from."""
+    return _line_event(container_id, IdPrefix(container_id), path, Line(offset, 0, time_, stream, text, False, False))
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
 
@@ -81,6 +87,7 @@ class DockerLogsSource(Source):
         max_message_length: int = 1 << 20,
         poll_interval: float = 0.05,
         start_at: str = "beginning",
+        documents: JsonFileDocuments | None = None,
     ):
         self.client = client
         self.cache = cache
@@ -93,6 +100,7 @@ class DockerLogsSource(Source):
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
         self.start_at_end = start_at == "end"
+        self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
         self._events_stream = None
         self._changes: queue.SimpleQueue = queue.SimpleQueue()
@@ -200,26 +208,36 @@ class DockerLogsSource(Source):
     def _read_round(self, emit: Emit) -> bool:
         """One pass over the followed containers; True when the batch filled up."""
         events: list[Event] = []
+        doc_ids: list[bytes] = []
+        bodies: list[bytes] = []
         moved: dict[str, Any] = {}
         for container_id, follower in list(self._followed.items()):
             if container_id in self._dormant:
                 continue
+            room = self.batch_size - len(events) - len(bodies)
+            rendered = 0
             if self.mode == "file":
-                lines = follower.read(self.batch_size - len(events), self.batch_bytes)
+                docs = self.documents.for_container(container_id, follower.base) if self.documents else None
+                lines = follower.read(room, self.batch_bytes, docs)
                 ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
                 got = [_line_event(container_id, ids, follower.base, line) for line in lines]
+                if docs is not None and len(docs):
+                    more_ids, more_bodies = docs.take()
+                    doc_ids += more_ids
+                    bodies += more_bodies
+                    rendered = len(more_bodies)
             else:
-                got = follower.drain(self.batch_size - len(events))
-            if got:
+                got = follower.drain(room)
+            if got or rendered:
                 events.extend(got)
                 moved[container_id] = follower.position
             elif container_id in self._stopping:
                 self._settle(container_id, moved)
-            if len(events) >= self.batch_size:
+            if len(events) + len(bodies) >= self.batch_size:
                 break
-        if events or moved:
-            emit(Batch(self.name, events, moved))
-        return len(events) >= self.batch_size
+        if events or bodies or moved:
+            emit(Batch(self.name, events, moved, ids=doc_ids, bodies=bodies))
+        return len(events) + len(bodies) >= self.batch_size
 
     def _settle(self, container_id: str, moved: dict[str, Any]) -> None:
         """A stopped container has nothing more to read right now."""
@@ -239,6 +257,8 @@ class DockerLogsSource(Source):
         if action == "destroy":
             self._followed.pop(container_id).close()
             self.cache.forget(container_id)
+            if self.documents is not None:
+                self.documents.forget(container_id)
             moved[container_id] = None  # its files are gone: nothing to resume
         else:
             self._dormant.add(container_id)
