@@ -22,6 +22,9 @@ import binascii
 import hashlib
 import re
 import uuid
+from functools import partial
+from itertools import accumulate, repeat
+from operator import add, itemgetter
 from typing import Any, Callable
 
 import orjson
@@ -43,6 +46,35 @@ URLSAFE = bytes.maketrans(b"+/", b"-_")
 Prefilter = Callable[[bytes], list[int] | None]  # a chunk -> positions of possible rule hits; None: every line
 
 
+STREAMS = frozenset({b"stdout", b"stderr"})
+TIME_CHARACTERS = b"0123456789:.TZ+-"  # a time of only these is written by orjson as it is
+# fields of a line split at its quotes: {"log":"<message>","stream":"<stream>","time":"<time>"}
+SKELETON = ((1, {b"log"}), (2, {b":"}), (4, {b","}), (5, {b"stream"}), (6, {b":"}), (8, {b","}), (9, {b"time"}),
+            (10, {b":"}), (12, {b"}\n{", b"}\n"}))
+PLAIN_ASCII = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\') + b"\0"  # NUL: what joins messages
+LAST_TWO = itemgetter(slice(-2, None))
+ALL_BUT_LAST_TWO = itemgetter(slice(None, -2))
+DIGEST = hashlib.blake2b.digest
+# What a JSON string may hold that orjson would write the same: no quote or control byte,
+# valid UTF-8, no escapes but \" \\ \n \r \t (Docker writes \u00XX, orjson \b \f or the character).
+# A lone backslash at the end (before the NUL that joins several) means the entry was cut
+# at an escaped backslash followed by `n`: not a whole line.
+_NOT_PLAIN = re.compile(rb'["\x01-\x1f]|\\[^"\\nrt]|\\$')
+
+
+def _plain_json_text(raw: bytes) -> bool:
+    """True when `raw` (the inside of a JSON string, or several joined by NUL) is what orjson would write."""
+    if b"\\" in raw:
+        raw = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    if _NOT_PLAIN.search(raw) is not None:
+        return False
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _encode_like_writer(raw: bytes) -> bytes:
     """The message as orjson writes it, from Docker's escaping of it."""
     return orjson.dumps(orjson.loads(b'"' + raw + b'"'))[1:-1]
@@ -57,47 +89,84 @@ class ContainerDocuments:
         self.prefilter = prefilter
         self.ids: list[bytes] = []  # digests until take(): ids are encoded per batch
         self.bodies: list[bytes] = []
-        self._state = hashlib.blake2b((container_id + "\x1f").encode(), digest_size=15)
-        self.templates = self._render(writer, container_id, path, make_event)
+        # event_id(container_id, time, offset), as IdPrefix makes it for the full path
+        self._key = (container_id + "\x1f").encode().replace(b"%", b"%%") + b"%b\x1f%d"
+        self._hash = partial(hashlib.blake2b, digest_size=15)
+        self.template = self._render(writer, container_id, path, make_event)
 
     @staticmethod
-    def _render(writer: DocumentWriter, container_id: str, path: str, make_event) -> dict[bytes, bytes] | None:
-        """stream -> a `%`-template of the document with (time, message, offset) to fill in; None when
-        the markers do not come out exactly once (then every line takes the full path)."""
+    def _render(writer: DocumentWriter, container_id: str, path: str, make_event) -> tuple[bytes, ...] | None:
+        """The document cut where (time, message, stream, offset) go: five pieces; None when the
+        markers do not come out exactly once each (then every line takes the full path)."""
         token = uuid.uuid4().hex
-        marks = {"time": f"T{token}", "message": f"M{token}"}
+        time_mark, message_mark, stream_mark = f"T{token}", f"M{token}", f"S{token}"
         offset_mark = int("9" + str(int(token[:16], 16))[:17])
-        templates = {}
-        for stream in ("stdout", "stderr"):
-            event = make_event(container_id, path, marks["time"], stream, marks["message"], offset_mark)
-            relocate(event.fields)
-            doc = orjson.dumps(writer.document(event))
-            pieces = [doc.replace(b"%", b"%%")]
-            for mark in (marks["time"].encode(), marks["message"].encode(), str(offset_mark).encode()):
-                parts = pieces[-1].split(mark)
-                if len(parts) != 2:
-                    return None
-                pieces[-1:] = parts
-            templates[stream.encode()] = b"%b".join(pieces[:2]) + b"%b" + pieces[2] + b"%d" + pieces[3]
-        return templates
+        event = make_event(container_id, path, time_mark, stream_mark, message_mark, offset_mark)
+        relocate(event.fields)
+        pieces = [orjson.dumps(writer.document(event))]
+        for mark in (time_mark.encode(), message_mark.encode(), stream_mark.encode(), str(offset_mark).encode()):
+            parts = pieces[-1].split(mark)
+            if len(parts) != 2:
+                return None
+            pieces[-1:] = parts
+        return tuple(pieces)
 
     def consume(self, body: bytes, offset: int, limit: int, slow: Callable[[int, bytes], None],
                 partial: Callable[[], bool]) -> None:
         """Every whole line of `body` (starting at file offset `offset`): a document here, or `slow(start, raw)`
         (which may leave a partial message open: `partial()`)."""
         hits = self.prefilter(body.lower()) if self.prefilter is not None else []
-        if hits is None or self.templates is None:
+        if hits is None or self.template is None:
             for raw in body.split(b"\n")[:-1]:
                 slow(offset, raw)
                 offset += len(raw) + 1
             return
+        if not hits and not partial() and self._whole_chunk(body, offset, limit):
+            return
+        self._line_by_line(body, offset, limit, hits, slow, partial)
+
+    def _whole_chunk(self, body: bytes, offset: int, limit: int) -> bool:
+        """The usual chunk, every line a plain json-file entry: the fields cut out of the whole chunk at
+        once (at its quotes), documents and ids made by C loops (map/zip). False, having done nothing,
+        for any other chunk."""
+        if b"\0" in body or b"\x01" in body:
+            return False
+        quoted = b'\\"' in body
+        fields = (body.replace(b'\\"', b"\x01") if quoted else body).split(b'"')
+        lines = len(fields) // 12
+        if not lines or len(fields) != 12 * lines + 1 or fields[0] != b"{" or fields[-1] != b"}\n":
+            return False
+        for index, expected in SKELETON:
+            if set(fields[index::12]) != expected:
+                return False
+        messages, streams, times = fields[3::12], fields[7::12], fields[11::12]
+        if not set(streams) <= STREAMS or b"".join(times).translate(None, TIME_CHARACTERS):
+            return False
+        if set(map(LAST_TWO, messages)) != {b"\\n"}:
+            return False  # a partial entry
+        joined = b"\0".join(map(ALL_BUT_LAST_TWO, messages))
+        if quoted:
+            joined = joined.replace(b"\x01", b'\\"')
+        if joined.translate(None, PLAIN_ASCII) and not _plain_json_text(joined):
+            return False
+        messages = joined.split(b"\0")
+        if max(map(len, messages)) > limit:
+            return False
+        starts = list(accumulate(map(add, map(len, body.split(b"\n")), repeat(1)), initial=offset))[:-2]
+        first, second, third, fourth, last = self.template
+        self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
+                                         repeat(fourth), map(b"%d".__mod__, starts), repeat(last)))
+        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, starts))))
+        return True
+
+    def _line_by_line(self, body: bytes, offset: int, limit: int, hits: list[int],
+                      slow: Callable[[int, bytes], None], partial: Callable[[], bool]) -> None:
         hits.append(len(body))
         next_hit = hits[0]
         hit_index = 0
         start = 0  # position in body
-        templates = self.templates
-        copy = self._state.copy
-        ids, bodies = self.ids, self.bodies
+        first, second, third, fourth, last = self.template
+        key, hash_, ids, bodies = self._key, self._hash, self.ids, self.bodies
         in_partial = partial()
         for message, stream, time, other in ENTRY.findall(body):
             if stream:
@@ -112,13 +181,15 @@ class ContainerDocuments:
                 fast = False
             else:
                 fast = stream and not in_partial and len(message) <= limit
-            if fast:
-                if b"\\u" in message:
+            if fast and (b"\0" in message or not _plain_json_text(message)):
+                try:
                     message = _encode_like_writer(message)
-                bodies.append(templates[stream] % (time, message, offset + start))
-                state = copy()
-                state.update(b"%b\x1f%d" % (time, offset + start))
-                ids.append(state.digest())
+                except orjson.JSONDecodeError:  # not JSON: the full path calls it malformed
+                    fast = False
+            if fast:
+                bodies.append(b"".join((first, time, second, message, third, stream, fourth,
+                                        b"%d" % (offset + start), last)))
+                ids.append(hash_(key % (time, offset + start)).digest())
             else:
                 slow(offset + start, body[start:end - 1])
                 in_partial = partial()

@@ -18,7 +18,7 @@ from shipper.detect.prefilter import LogPrefilter
 from shipper.detect.sigma import load_rules
 from shipper.document import DocumentWriter
 from shipper.ecs import relocate
-from shipper.sources import jsonfile
+from shipper.sources import docker_logs, jsonfile
 from shipper.sources.docker_logs import _line_event, template_event
 from shipper.sources.fastpath import JsonFileDocuments
 from shipper.model import IdPrefix
@@ -87,6 +87,16 @@ MALFORMED = [
     b'{"log":123,"stream":"stdout","time":"2026-11-29T04:00:00Z"}',
     b'{"log":"with attrs\\n","stream":"stdout","attrs":{"tag":"web"},"time":"2026-11-29T04:00:01.5Z"}',
     b'{"log":"no newline at the end but whole","stream":"stdout","time":"2026-11-29T04:00:02Z"}',
+    b'{"log":"cut after an escaped backslash \\\\n","stream":"stdout","time":"2026-11-29T04:00:02.1Z"}',
+    b'{"log":"the rest\\n","stream":"stdout","time":"2026-11-29T04:00:02.2Z"}',
+    b'{"log":"raw control \x01 byte\\n","stream":"stdout","time":"2026-11-29T04:00:03Z"}',
+    b'{"log":"raw invalid \xff utf-8\\n","stream":"stderr","time":"2026-11-29T04:00:04Z"}',
+    b'{"log":"raw nul \x00 byte\\n","stream":"stderr","time":"2026-11-29T04:00:04.5Z"}',
+    b'{"log":"other escapes \\/ \\b \\f \\u00e9 \\ud83d\\ude00\\n","stream":"stdout","time":"2026-11-29T04:00:05Z"}',
+    b'{"log":"bad escape \\x41\\n","stream":"stdout","time":"2026-11-29T04:00:06Z"}',
+    b'{"log":"unquoted " quote\\n","stream":"stdout","time":"2026-11-29T04:00:07Z"}',
+    b'{"log":"odd stream\\n","stream":"stdin","time":"2026-11-29T04:00:08Z"}',
+    b'{"log":"odd time\\n","stream":"stdout","time":"yesterday"}',
     b"",
 ]
 
@@ -99,12 +109,14 @@ def corpus() -> bytes:
             for stream in ("stdout", "stderr"):
                 second += 1
                 lines += entries(message, stream, second)
-            lines += [b"plain filler %d" % n for n in range(0)]
         if round_ == 1:
             lines += MALFORMED
     for n in range(500):
         second += 1
-        lines += entries(b"filler line %d with some text to ship" % n, "stdout", second)
+        text = b'filler line %d "quoted" back\\slash tab\t cr\r' % n if n % 7 == 0 else b"filler line %d with text" % n
+        lines += entries(text, "stderr" if n % 3 == 0 else "stdout", second)
+        if n % 97 == 0:
+            lines += MALFORMED[n // 97 % len(MALFORMED):][:1]
     return b"\n".join(lines) + b"\n"
 
 
@@ -163,6 +175,7 @@ def engine_and_writer(paths=()):
 @pytest.mark.parametrize("read_size", [1 << 20, 4096, 333])
 def test_fast_and_full_path_give_the_same_documents_and_verdicts(log_file, monkeypatch, read_size):
     monkeypatch.setattr(jsonfile, "READ_SIZE", read_size)
+    monkeypatch.setattr(docker_logs, "_now", lambda: "2026-11-29T04:00:00.000000000Z")  # malformed lines' time
     engine, writer = engine_and_writer()
     full, full_alerts, full_position, _ = read_all(log_file, engine, writer, None)
     documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, engine.log_prefilter(), template_event)
