@@ -43,7 +43,7 @@ ENTRY = re.compile(
 ENTRY_OVERHEAD = len(b'{"log":"\\n","stream":"","time":""}\n')
 URLSAFE = bytes.maketrans(b"+/", b"-_")
 
-Prefilter = Callable[[bytes], list[int] | None]  # a chunk -> positions of possible rule hits; None: every line
+Prefilter = Any  # detect.prefilter.LogPrefilter: lowered bytes -> positions of possible rule hits
 
 
 STREAMS = frozenset({b"stdout", b"stderr"})
@@ -115,15 +115,15 @@ class ContainerDocuments:
                 partial: Callable[[], bool]) -> None:
         """Every whole line of `body` (starting at file offset `offset`): a document here, or `slow(start, raw)`
         (which may leave a partial message open: `partial()`)."""
-        hits = self.prefilter(body.lower()) if self.prefilter is not None else []
-        if hits is None or self.template is None:
+        prefilter = self.prefilter
+        if self.template is None or (prefilter is not None and prefilter.every_line):
             for raw in body.split(b"\n")[:-1]:
                 slow(offset, raw)
                 offset += len(raw) + 1
             return
-        if not hits and not partial() and self._whole_chunk(body, offset, limit):
+        if not partial() and self._whole_chunk(body, offset, limit):
             return
-        self._line_by_line(body, offset, limit, hits, slow, partial)
+        self._line_by_line(body, offset, limit, prefilter(body.lower()) if prefilter is not None else [], slow, partial)
 
     def _whole_chunk(self, body: bytes, offset: int, limit: int) -> bool:
         """The usual chunk, every line a plain json-file entry: the fields cut out of the whole chunk at
@@ -149,6 +149,8 @@ class ContainerDocuments:
             joined = joined.replace(b"\x01", b'\\"')
         if joined.translate(None, PLAIN_ASCII) and not _plain_json_text(joined):
             return False
+        if self.prefilter is not None and self.prefilter(joined.lower()):
+            return False  # a line a rule may flag: line by line
         messages = joined.split(b"\0")
         if max(map(len, messages)) > limit:
             return False

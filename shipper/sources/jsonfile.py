@@ -27,7 +27,7 @@ from .fastpath import ContainerDocuments
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 18  # about 1,700 lines of 150 bytes: a batch's worth, not several
 HEAD_SIZE = 1 << 17  # one JSON entry is at most 16 KiB of text, escaped
 
 
