@@ -68,7 +68,7 @@ def stages(path: Path, lines: int) -> dict[str, float]:
     docs.consume(data, 0, 1 << 20, lambda *_: None, lambda: False)
     ids, bodies = docs.take()
     started = time.perf_counter_ns()
-    bulk = [b'{"create":{"_id":"%b"}}\n%b\n' % pair for pair in zip(ids, bodies)]
+    bulk = [b'{"create":{"_id":"%b"}}\n%b\n' % pair for pair in zip(ids, bodies, strict=True)]
     joined = b"".join(bulk)
     out["bulk lines + join"] = time.perf_counter_ns() - started
     out["(bytes per document sent)"] = len(joined) / lines * 1000 * 1000

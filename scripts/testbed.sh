@@ -6,6 +6,8 @@
 #   scripts/testbed.sh down     stop what `up` started, delete the test server's data
 #   scripts/testbed.sh status   say what answers, and which versions
 #   scripts/testbed.sh es-stop | es-start   stop/start only Elasticsearch, keeping its data
+#   scripts/testbed.sh tight-up | tight-down  a node on 127.0.0.1:9202 with a write pool of one
+#                               thread and one queue slot (the per-item 429 test starts it)
 #
 # Docker: the engine that answers is used as is; otherwise Debian's docker.io is
 # installed if needed and dockerd started with no bridge network and no iptables.
@@ -406,6 +408,43 @@ es_down() {
     rm -rf "$STATE/es/data"
 }
 
+# A third node, started only by the test that needs it: one write thread and a write
+# queue of one, so concurrent bulks get some of their items rejected with 429.
+TIGHT_PORT=${SHIPPER_TESTBED_TIGHT_PORT:-9202}
+
+tight_healthy() {
+    curl -fsS -m 5 "http://127.0.0.1:$TIGHT_PORT/_cluster/health?wait_for_status=yellow&timeout=1s" 2>/dev/null \
+        | grep -q '"status"'
+}
+
+tight_up() {
+    [[ -z ${ES_URL:-} ]] || die "ES_URL is set: the tight node is a local test server only"
+    tight_healthy && { say "elasticsearch (tight write pool): already answering on $TIGHT_PORT"; return; }
+    local dir="$STATE/es-tight"
+    node_prepare "$dir"
+    cat >"$dir/config/elasticsearch.yml" <<EOF
+cluster.name: shipper-testbed-tight
+node.name: testbed-tight
+network.host: 127.0.0.1
+http.port: $TIGHT_PORT
+transport.port: $((TIGHT_PORT + 100))
+discovery.type: single-node
+path.data: $dir/data
+path.logs: $dir/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+xpack.security.enabled: false
+thread_pool.write.size: 1
+thread_pool.write.queue_size: 1
+EOF
+    node_start "$dir" "elasticsearch (tight write pool)" tight_healthy
+}
+
+tight_down() {
+    node_stop "$STATE/es-tight" "elasticsearch (tight write pool)"
+    rm -rf "$STATE/es-tight/data"
+}
+
 status() {
     local rc=0
     if docker info >/dev/null 2>&1; then
@@ -424,9 +463,11 @@ status() {
 [[ $(id -u) == 0 || ${1:-} == status ]] || die "run as root: the bed starts dockerd and creates the $ES_USER user"
 case ${1:-} in
     up) docker_up; es_up; secure_up; es_image_up ;;
-    down) secure_down; es_down; docker_down ;;
+    down) tight_down; secure_down; es_down; docker_down ;;
     status) status ;;
     es-stop) [[ -z ${ES_URL:-} ]] || die "ES_URL is set: not our server to stop"; es_stop ;;
     es-start) es_up ;;
-    *) echo "usage: $0 up|down|status|es-stop|es-start" >&2; exit 2 ;;
+    tight-up) tight_up ;;
+    tight-down) tight_down ;;
+    *) echo "usage: $0 up|down|status|es-stop|es-start|tight-up|tight-down" >&2; exit 2 ;;
 esac

@@ -19,7 +19,7 @@ from .document import DocumentWriter, events_stream
 from .errors import ServiceUnavailable, ShipperError
 from .images import ImageChecker, ImagePolicy
 from .metrics import Metrics, MonitorServer
-from .pipeline import Pipeline, PipelineSettings
+from .pipeline import Pipeline
 from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.logstash import LogstashSink
 from .sinks.webhook import WebhookNotifier
@@ -116,8 +116,7 @@ def image_checker(config: Config, client: docker.DockerClient) -> ImageChecker |
 def make_sink(config: Config, metrics: Metrics):
     """The main sink: Elasticsearch directly, or Logstash in front of it (same documents, same ids)."""
     if config.output == "logstash":
-        return LogstashSink(config.logstash, events_stream(config.elasticsearch.namespace), metrics,
-                            max_retries=config.pipeline.max_retries)
+        return LogstashSink(config.logstash, metrics)
     return ElasticsearchSink.from_config(config, metrics)
 
 
@@ -143,13 +142,9 @@ def run(config: Config) -> int:
         writer=writer,
         metrics=metrics,
         process=engine.process if engine else None,
-        alerts=notifier.offer if notifier else None,
-        settings=PipelineSettings(
-            batch_max_docs=config.pipeline.batch_max_docs, batch_max_bytes=config.pipeline.batch_max_bytes,
-            flush_interval=config.pipeline.flush_interval, queue_batches=config.pipeline.queue_batches,
-            status_interval=config.monitor.status_interval,
-            resend_check_seconds=config.pipeline.resend_check_seconds,
-        ),
+        notifiers=(notifier,) if notifier else (),
+        settings=config.pipeline,
+        status_interval=config.monitor.status_interval,
     )
     monitor = None
     if config.monitor.port:
@@ -166,8 +161,6 @@ def run(config: Config) -> int:
         if followed is not None:
             metrics.containers.set(followed.status()["containers_followed"])
     pipeline.stop()
-    if notifier:
-        notifier.close()
     if monitor:
         monitor.close()
     return 0

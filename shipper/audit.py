@@ -26,7 +26,6 @@ from .document import DocumentWriter
 from .errors import ServiceUnavailable
 from .metrics import Metrics
 from .model import Event, Severity
-from .sinks.base import SinkUnavailable
 from .sources.docker_events import DockerEventsSource
 from .sources.host_config import audit_event
 
@@ -124,10 +123,12 @@ def _ship(config: Config, events: list[Event], cache: ContainerCache, err: TextI
     writer = DocumentWriter(config.elasticsearch.namespace, cache.get)
     sink = make_sink(config, Metrics())
     try:
-        outcome = sink.write(writer.bulk_lines(events))
-    except SinkUnavailable as exc:
-        raise ServiceUnavailable(f"could not ship the findings to {', '.join(config.elasticsearch.hosts)}: {exc}") from None
+        delivery = sink.send(writer.encode(events), writer.index)
     finally:
         sink.close()
-    indexed = getattr(outcome, "indexed", len(events))
-    print(f"shipped {len(events)} events to {writer.index} ({indexed} indexed)", file=err)
+    if delivery.retry or delivery.refused:
+        why = delivery.unavailable or (f"{len(delivery.refused)} refused, e.g. {delivery.refused[0].error}"
+                                       if delivery.refused else f"{len(delivery.retry)} answered 429/5xx; try again")
+        raise ServiceUnavailable(f"could not ship the findings to {sink.name}: {why}")
+    print(f"shipped {len(events)} events to {writer.index} ({delivery.acknowledged - delivery.duplicates} indexed)",
+          file=err)

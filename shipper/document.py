@@ -1,4 +1,4 @@
-"""From `Event` to the ECS document indexed in Elasticsearch, and to bulk bodies.
+"""From `Event` to the ECS document indexed in Elasticsearch, encoded for a sink.
 
 Every event is one document in the data stream `logs-shipper.events-<namespace>`.
 Container metadata and the host/agent fields are joined here, once per event,
@@ -16,6 +16,7 @@ import orjson
 from . import __version__
 from .ecs import ECS_VERSION, relocate
 from .model import Event
+from .sinks.base import Documents
 
 EVENTS_DATASET = "shipper.events"
 DEADLETTER_DATASET = "shipper.deadletter"
@@ -45,7 +46,7 @@ ContainerLookup = Callable[[str], Any]  # container id -> ContainerMeta | None
 def container_fields(event: Event, containers: ContainerLookup | None) -> dict[str, Any]:
     """The `container` object of an event (a copy): the shared metadata, with the event's own
     container fields merged over it. Custom fields in it go to shipper.container (ecs.py)."""
-    meta = containers(event.container_id) if containers else None
+    meta = containers(event.container_id) if containers and event.container_id else None
     base = meta.ecs if meta is not None else {"id": event.container_id}
     return {**base, **(event.fields.get("container") or {})}
 
@@ -64,7 +65,7 @@ def join_container(doc: dict[str, Any], event: Event, containers: ContainerLooku
 
 
 class DocumentWriter:
-    """Builds documents and NDJSON bulk bodies for one namespace."""
+    """Builds the documents of one namespace."""
 
     def __init__(self, namespace: str, containers: ContainerLookup | None = None):
         self.namespace = namespace
@@ -80,15 +81,14 @@ class DocumentWriter:
             _add_verdicts(doc, event)
         return doc
 
-    def bulk_lines(self, events: Iterable[Event]) -> list[bytes]:
-        """One `create` action and one document per event, each as one bytes object."""
-        dumps = orjson.dumps
-        newline = orjson.OPT_APPEND_NEWLINE
-        document = self.document
-        return [
-            b'{"create":{"_id":"%s"}}\n%s' % (event.id.encode(), dumps(document(event), option=newline))
-            for event in events
-        ]
+    def encode(self, events: Iterable[Event]) -> Documents:
+        """Each event's `_id` and its document as JSON, for a sink."""
+        dumps, document = orjson.dumps, self.document
+        encoded = Documents()
+        for event in events:
+            encoded.ids.append(event.id.encode())
+            encoded.bodies.append(dumps(document(event)))
+        return encoded
 
 
 def _add_verdicts(doc: dict[str, Any], event: Event) -> None:

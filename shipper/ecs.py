@@ -55,7 +55,7 @@ def relocate(fields: dict[str, Any]) -> dict[str, Any]:
     """Move, in place, every field of RELOCATED that `fields` holds; returns `fields`."""
     for root in _BY_ROOT.keys() & fields.keys():
         for old, new in _BY_ROOT[root]:
-            parent = fields
+            parent: Any = fields
             for key in old[:-1]:
                 parent = parent.get(key)
                 if not isinstance(parent, dict):

@@ -234,8 +234,8 @@ def _command_line_fields(facts: EngineFacts, settings: dict[str, Any], log_drive
     tls_verify = bool(settings.get("tlsverify"))
     tls = tls_verify or bool(settings.get("tls"))
     expected_group = settings.get("group") or "docker"
-    sockets = [_socket_facts(facts, h[len("unix://"):], expected_group) for h in listeners if h.startswith("unix://")]
-    sockets = [s for s in sockets if s]
+    found = [_socket_facts(facts, h[len("unix://"):], expected_group) for h in listeners if h.startswith("unix://")]
+    sockets = [s for s in found if s]
     return {
         "listeners": listeners,
         "tcp_listeners": tcp,

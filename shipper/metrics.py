@@ -30,6 +30,8 @@ class Metrics:
                                     registry=r)
         self.retries = Counter("shipper_item_retries", "Items retried after 429/5xx", ["sink"], registry=r)
         self.deadletters = Counter("shipper_deadletters", "Items refused for good, written to the dead-letter stream", ["sink"], registry=r)
+        self.lost = Counter("shipper_refused_lost", "Items refused by their stream and then by the dead-letter "
+                            "stream too: logged with their id, not stored", ["sink"], registry=r)
         self.spooled = Counter("shipper_spooled_events", "Events written to the disk spool", registry=r)
         self.replayed = Counter("shipper_replayed_events", "Events replayed from the disk spool", registry=r)
         self.spool_bytes = Gauge("shipper_spool_bytes", "Bytes waiting in the disk spool", registry=r)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from functools import partial
 from pathlib import Path
 
 from .app import StateLock, make_sink
 from .config import Config
+from .delivery import Deliverer
 from .errors import ServiceUnavailable
 from .metrics import Metrics
 from .sinks.spool import Spool
@@ -48,14 +48,16 @@ def replay_spool(config: Config) -> int:
     state = Path(config.state.directory)
     StateLock(state).acquire()
     spool = Spool(state / "spool", config.state.spool_max_bytes)
-    sink = make_sink(config, Metrics())
+    metrics = Metrics()
+    deliverer = Deliverer(make_sink(config, metrics), spool, metrics, config.elasticsearch.namespace,
+                          max_retries=config.pipeline.max_retries)
     sent = 0
     segments = spool.segments()
     for number, path in enumerate(segments, 1):
-        acknowledged, error = spool.replay(path, partial(sink.write, resent=True))
-        sent += acknowledged
-        if error is not None:
-            raise ServiceUnavailable(f"replay stopped at segment {path.name}: {error}; {sent} events sent") from error
-        print(f"[{number}/{len(segments)}] {path.name}: {acknowledged} events acknowledged")
+        replayed = deliverer.replay_one()
+        sent += replayed.sent
+        if replayed.error is not None:
+            raise ServiceUnavailable(f"replay stopped at segment {path.name}: {replayed.error}; {sent} events sent")
+        print(f"[{number}/{len(segments)}] {path.name}: {replayed.sent} events acknowledged")
     print(f"spool empty: {sent} events replayed")
     return 0

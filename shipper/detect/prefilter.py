@@ -18,7 +18,8 @@ Sigma evaluation). It may say yes too often, never no wrongly:
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import ahocorasick_rs
 from sigma.conditions import (
@@ -68,8 +69,7 @@ def _piece(text: str) -> str:
 def _value_literals(value: Any) -> frozenset[str] | None:
     """The literals one of which a text matching `value` holds; None when the value does not say."""
     if isinstance(value, SigmaExpansion):
-        found = [_value_literals(v) for v in value.values]
-        return None if any(f is None for f in found) else frozenset().union(*found)
+        return _any_of([_value_literals(v) for v in value.values])
     if not isinstance(value, SigmaString):
         return None
     pieces = [_piece(part) for part in value.s if isinstance(part, str)]
@@ -80,11 +80,10 @@ def _value_literals(value: Any) -> frozenset[str] | None:
 def required_literals(node: Any) -> frozenset[str] | None:
     """Literals one of which `message` must hold for the condition to hold; None: no such set."""
     if isinstance(node, ConditionAND):
-        found = [f for f in map(required_literals, node.args) if f is not None]
-        return min(found, key=len) if found else None
+        known = [f for f in map(required_literals, node.args) if f is not None]
+        return min(known, key=len) if known else None
     if isinstance(node, ConditionOR):
-        found = [required_literals(arg) for arg in node.args]
-        return None if any(f is None for f in found) else frozenset().union(*found)
+        return _any_of([required_literals(arg) for arg in node.args])
     if isinstance(node, ConditionNOT):
         return None
     if isinstance(node, ConditionValueExpression):
@@ -95,8 +94,17 @@ def required_literals(node: Any) -> frozenset[str] | None:
 
 
 def rule_literals(rule: Rule) -> frozenset[str] | None:
-    found = [required_literals(condition.parsed) for condition in rule.sigma.detection.parsed_condition]
-    return None if any(f is None for f in found) else frozenset().union(*found)
+    return _any_of([required_literals(condition.parsed) for condition in rule.sigma.detection.parsed_condition])
+
+
+def _any_of(options: list[frozenset[str] | None]) -> frozenset[str] | None:
+    """One of several conditions holds: the union of their literals, if each names some."""
+    union: frozenset[str] = frozenset()
+    for literals in options:
+        if literals is None:
+            return None
+        union |= literals
+    return union
 
 
 class LogPrefilter:

@@ -1,8 +1,9 @@
 """The disk spool: bulk bodies that could not be delivered yet, replayed in order.
 
-Each segment is one file of NDJSON (action line + document line per event),
-written to a temporary name, fsynced, then renamed, so a crash leaves either a
-whole segment or none. Segment names are increasing sequence numbers: replay
+Each segment is one file of Elasticsearch bulk NDJSON (a `create` action naming
+the data stream and the `_id`, then the document, per event: a segment can be
+sent by hand with curl), written to a temporary name, fsynced, then renamed, so a
+crash leaves either a whole segment or none. Segment names are increasing sequence numbers: replay
 order is write order. The spool is bounded; `full` tells the caller to stop
 taking new events (the sources then pause and logs wait on disk).
 """
@@ -13,27 +14,43 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Callable
 
-from .base import SinkUnavailable
+import orjson
+
+from ..errors import ShipperError
+from .base import Documents
 
 log = logging.getLogger(__name__)
 
 SUFFIX = ".ndjson"
 
 
-def split_lines(body: bytes) -> list[bytes]:
-    """Cut an NDJSON bulk body back into per-event (action + document) lines."""
+def render(documents: Documents, index: str) -> bytes:
+    head, tail = b'{"create":{"_index":"' + index.encode() + b'","_id":"', b'"}}\n'
+    return b"".join([head + i + tail + body + b"\n" for i, body in zip(documents.ids, documents.bodies)])
+
+
+def parse(body: bytes, path: Path) -> tuple[Documents, str | None]:
+    """A segment's documents and the data stream they go to (None: segments written before it was named)."""
     parts = body.split(b"\n")
     if parts and parts[-1] == b"":
         parts.pop()
     if len(parts) % 2:
-        raise ValueError("a spool segment must hold action/document pairs")
-    return [parts[i] + b"\n" + parts[i + 1] + b"\n" for i in range(0, len(parts), 2)]
+        raise ShipperError(f"spool segment {path} is damaged: an action line without its document")
+    documents, index = Documents(), None
+    try:
+        for action_line, body_line in zip(parts[0::2], parts[1::2]):
+            action = orjson.loads(action_line)["create"]
+            documents.ids.append(action["_id"].encode())
+            documents.bodies.append(body_line)
+            index = action.get("_index", index)
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise ShipperError(f"spool segment {path} is damaged: an action line is not a bulk `create`") from None
+    return documents, index
 
 
 class Spool:
-    def __init__(self, directory: str | os.PathLike, max_bytes: int):
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
@@ -59,37 +76,17 @@ class Spool:
         with self._lock:
             return self._segments()
 
-    def append(self, lines: list[bytes]) -> Path:
-        body = b"".join(lines)
+    def append(self, documents: Documents, index: str) -> Path:
+        body = render(documents, index)
         with self._lock:
             path = self.directory / f"{self._next:016d}{SUFFIX}"
             self._next += 1
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.rename(tmp, path)
-            _fsync_dir(self.directory)
+            self._write(path, body)
             self.bytes += len(body)
         return path
 
-    def replay(self, path: Path, write: Callable[[list[bytes]], object]) -> tuple[int, SinkUnavailable | None]:
-        """Send one segment with `write`: (events acknowledged, the error that stopped it or None).
-
-        A segment fully acknowledged is deleted; a partly acknowledged one keeps only
-        the lines still owed, under the same name, so it stays first in line.
-        """
-        lines = split_lines(path.read_bytes())
-        try:
-            write(lines)
-        except SinkUnavailable as exc:
-            if exc.lines is not None and len(exc.lines) < len(lines):
-                self.replace(path, exc.lines)
-                return len(lines) - len(exc.lines), exc
-            return 0, exc
-        self.remove(path)
-        return len(lines), None
+    def read(self, path: Path) -> tuple[Documents, str | None]:
+        return parse(path.read_bytes(), path)
 
     def remove(self, path: Path) -> None:
         with self._lock:
@@ -97,19 +94,24 @@ class Spool:
             path.unlink()
             self.bytes -= size
 
-    def replace(self, path: Path, lines: list[bytes]) -> None:
-        """Rewrite a segment with only the lines still undelivered (same name: same place in line)."""
-        body = b"".join(lines)
+    def replace(self, path: Path, documents: Documents, index: str) -> None:
+        """Rewrite a segment with only the documents still owed (same name: same place in line)."""
+        body = render(documents, index)
         with self._lock:
             old = path.stat().st_size
-            tmp = path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(body)
-                os.fsync(handle.fileno())
-            os.rename(tmp, path)
+            self._write(path, body)
             self.bytes += len(body) - old
 
-    def status(self) -> dict:
+    def _write(self, path: Path, body: bytes) -> None:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(body)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.rename(tmp, path)
+        _fsync_dir(self.directory)
+
+    def status(self) -> dict[str, object]:
         segments = self.segments()
         return {"directory": str(self.directory), "segments": len(segments), "bytes": self.bytes,
                 "max_bytes": self.max_bytes, "full": self.full}

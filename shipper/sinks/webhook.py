@@ -22,7 +22,9 @@ from ..config import WebhookConfig
 from ..detect.policy import Throttle
 from ..metrics import Metrics
 from ..model import Event, Severity
-from .http import pool, post
+from ..retry import Backoff
+from .base import Notifier
+from .http import Answer, pool, post
 
 log = logging.getLogger(__name__)
 # urllib3 logs each request's URL at debug level: for a webhook the URL is the secret.
@@ -30,23 +32,24 @@ logging.getLogger("urllib3.connectionpool").setLevel(logging.INFO)
 
 COLORS = {Severity.CRITICAL: "#8b0000", Severity.HIGH: "#d9534f", Severity.MEDIUM: "#f0ad4e",
           Severity.LOW: "#5bc0de", Severity.INFORMATIONAL: "#cccccc"}
-_STOP = object()
+_STOP = None  # put on the queue by `close`
 
 
-class WebhookNotifier:
+class WebhookNotifier(Notifier):
     name = "webhook"
 
     def __init__(self, config: WebhookConfig, metrics: Metrics, containers: Callable[[str], Any] | None = None,
-                 sleep=time.sleep):
+                 sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self.metrics = metrics
         self.containers = containers or (lambda container_id: None)
         self.minimum = Severity.parse(config.min_severity)
         self.http = pool(timeout=config.request_timeout)
         self.host = socket.gethostname()
-        self._queue: queue.Queue = queue.Queue(config.queue_size)
+        self._queue: queue.Queue[Event | None] = queue.Queue(config.queue_size)
         self._throttle = Throttle(config.throttle_seconds)
         self._sleep = sleep
+        self._backoff = Backoff()
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
 
     def start(self) -> "WebhookNotifier":
@@ -93,14 +96,23 @@ class WebhookNotifier:
             self._count("suppressed")
             return
         body = orjson.dumps(self.message(event, admitted.suppressed))
-        answer, _ = post(self.http, self.config.url, body, {"Content-Type": "application/json"},
-                         max_retries=self.config.max_retries, sleep=self._sleep)
+        answer = self._post(body)
         if 200 <= answer.status < 300:
             self._count("sent")
         else:
             self._count("failed")
             log.warning("webhook: alert not delivered", extra={"status": answer.status, "answer": answer.reason,
                                                                "rule_id": admitted.rule_id})
+
+    def _post(self, body: bytes) -> Answer:
+        answer = Answer(0, "not sent")
+        url = self.config.url or ""  # enabled implies a URL: the config loader checks it
+        for attempt in range(self.config.max_retries + 1):
+            answer = post(self.http, url, body, {"Content-Type": "application/json"})
+            if answer.final or attempt == self.config.max_retries:
+                break
+            self._sleep(self._backoff.delay(attempt, answer.retry_after))
+        return answer
 
     def message(self, event: Event, suppressed: int = 0) -> dict[str, Any]:
         top = max(event.verdicts, key=lambda v: v.severity)

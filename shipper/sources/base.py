@@ -44,7 +44,6 @@ class Batch:
     source: str
     events: list[Event]
     positions: dict[str, Any] = field(default_factory=dict)
-    created: float = field(default_factory=time.monotonic)
     ids: list[bytes] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
 

@@ -205,6 +205,7 @@ class ExecWatch:
 
     def _remove_stale_rules(self) -> None:
         """Rules of shippers that died without removing them (killed): keyed `shipper-<pid>` of a gone pid."""
+        assert self._control is not None
         for rule in self._control.rules():
             key = netlink.rule_key(rule) or ""
             owner = key[len("shipper-"):] if key.startswith("shipper-") else ""
@@ -289,7 +290,7 @@ class ExecWatch:
                 if channel is self.connector:
                     for event in self.connector.read():
                         self._on_proc_event(event)
-                else:
+                elif self.audit_reader is not None:
                     for kind, text in self.audit_reader.read():
                         done = self._assembler.add(kind, text)
                         if done is not None:

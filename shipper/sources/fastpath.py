@@ -22,10 +22,11 @@ import binascii
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from functools import partial
 from itertools import accumulate, repeat
 from operator import add, itemgetter
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -155,10 +156,11 @@ class ContainerDocuments:
         if max(map(len, messages)) > limit:
             return False
         starts = list(accumulate(map(add, map(len, body.split(b"\n")), repeat(1)), initial=offset))[:-2]
+        assert self.template is not None  # checked by consume()
         first, second, third, fourth, last = self.template
         self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
-                                         repeat(fourth), map(b"%d".__mod__, starts), repeat(last)))
-        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, starts))))
+                                         repeat(fourth), map(b"%d".__mod__, starts), repeat(last), strict=False))
+        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, starts, strict=True))))
         return True
 
     def _line_by_line(self, body: bytes, offset: int, limit: int, hits: list[int],
@@ -167,6 +169,7 @@ class ContainerDocuments:
         next_hit = hits[0]
         hit_index = 0
         start = 0  # position in body
+        assert self.template is not None  # checked by consume()
         first, second, third, fourth, last = self.template
         key, hash_, ids, bodies = self._key, self._hash, self.ids, self.bodies
         in_partial = partial()

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import docker
 from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileClosedEvent,
@@ -90,8 +90,8 @@ class _Handler(FileSystemEventHandler):
 class FilesSource(Source):
     name = "files"
 
-    def __init__(self, watched: Watched, *, host_paths: list[str] = (),
-                 exclude: list[str] = (), hash_max_bytes: int = 1 << 20, max_watches: int = 50_000,
+    def __init__(self, watched: Watched, *, host_paths: Sequence[str] = (),
+                 exclude: Sequence[str] = (), hash_max_bytes: int = 1 << 20, max_watches: int = 50_000,
                  catch_up_seconds: float = 10.0, sync_interval: float = 0.5, settle: float = 0.1,
                  startup_seconds: float = 5.0, watch_dev: bool = True):
         self.watched = watched
@@ -156,7 +156,7 @@ class FilesSource(Source):
         for container_id in running - set(self._roots) - self._refused:
             meta = self.cache.get(container_id)
             data = ((meta.attrs.get("GraphDriver") or {}).get("Data") or {}) if meta else {}
-            if not data.get("UpperDir"):
+            if meta is None or not data.get("UpperDir"):
                 continue  # not overlay2, or not known yet
             started = parse_docker_time((meta.attrs.get("State") or {}).get("StartedAt", ""))
             root = _Root(data["UpperDir"], container_id, [p for p in (data.get("LowerDir") or "").split(":") if p],

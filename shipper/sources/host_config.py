@@ -50,7 +50,7 @@ class HostConfigSource(Source):
         self.config_file = config_file
         self._closed = threading.Event()
         self._due = threading.Event()  # set by a reload: audit now
-        self._stream = None
+        self._stream: Any = None  # the engine's event stream, closed from another thread
         self.audits = 0
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:

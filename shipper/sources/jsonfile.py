@@ -18,8 +18,8 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import orjson
 
@@ -276,6 +276,7 @@ class JsonFileChain:
         if not raw:
             return
         current = self._current
+        assert current is not None  # set by _consume before any entry
         inode = current.inode
         limit = self.max_message_length
         try:

@@ -266,7 +266,7 @@ class AuditControl:
         """Every audit rule, as the `struct audit_rule_data` the kernel holds (what `delete_rule` takes)."""
         self._seq += 1
         self.sock.send(_NLMSG.pack(_NLMSG.size, AUDIT_LIST_RULES, NLM_F_REQUEST | NLM_F_ACK, self._seq, 0))
-        found = []
+        found: list[bytes] = []
         while True:
             data = self.sock.recv(1 << 16)
             offset = 0

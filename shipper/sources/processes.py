@@ -116,7 +116,7 @@ class ProcessesSource(Source):
             self._watch.close()
 
     def status(self) -> dict[str, Any]:
-        out = {"containers": len(self._tracks), "processes": sum(len(t.processes) for t in self._tracks.values()),
+        out: dict[str, Any] = {"containers": len(self._tracks), "processes": sum(len(t.processes) for t in self._tracks.values()),
                "samples": self.samples}
         if self._watch is not None:
             out.update(kernel_execs=self._watch.execs, kernel_overflows=self._watch.lost,
@@ -179,7 +179,7 @@ class ProcessesSource(Source):
         elif audit is not None:
             exe = audit.exe or (info.executable if info else None)
             deleted = bool(exe and exe.endswith(procfs.DELETED_SUFFIX))
-            if deleted:
+            if exe and deleted:
                 exe = exe[: -len(procfs.DELETED_SUFFIX)]
             memfd = bool(exe and exe.startswith(procfs.MEMFD_PREFIX))
             stat_ = procfs.ProcStat(item.pid, audit.comm, audit.ppid, info.stat.start_ticks if info else 0)
@@ -283,7 +283,7 @@ class ProcessesSource(Source):
         if refresh and (meta is None or not (meta.attrs.get("State") or {}).get("Pid")):
             meta = self.cache.refresh(container_id)
         pid = (meta.attrs.get("State") or {}).get("Pid") if meta else None
-        if not pid:
+        if meta is None or not pid:
             return None
         procs_path = procfs.cgroup_procs_path(pid, self.proc_root, self.cgroup_root)
         if procs_path is None or container_id not in procs_path:
@@ -397,8 +397,8 @@ class ProcessesSource(Source):
             path = posixpath.join(info.cwd, path)
         path = posixpath.normpath(path)
         name = posixpath.basename(path)
-        upper = bool(track.upper) and os.path.lexists(track.upper + path)
-        candidates = ([track.upper + path] if upper else []) + [
+        upper = track.upper is not None and os.path.lexists(track.upper + path)
+        candidates = ([f"{track.upper}{path}"] if upper else []) + [
             f"{self.proc_root}/{info.stat.pid}/root{path}"] + [lower + path for lower in track.lowers]
         found = next((c for c in candidates if _is_file(c)), None)
         if found is None:
@@ -601,7 +601,7 @@ def _passwd(path: str) -> dict[int, str]:
             text = handle.read(1 << 20)
     except OSError:
         return {}
-    users = {}
+    users: dict[int, str] = {}
     for line in text.splitlines():
         parts = line.split(":")
         if len(parts) > 2 and parts[2].isdigit():

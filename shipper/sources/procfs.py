@@ -105,7 +105,7 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
     args = read_args(pid, proc_root)
     exe = _readlink(f"{base}/exe")
     deleted = bool(exe and exe.endswith(DELETED_SUFFIX))
-    if deleted:
+    if exe and deleted:
         exe = exe[: -len(DELETED_SUFFIX)]
     uid = status.get("Uid", "").split()
     name = program_name(stat.name, args, exe)
@@ -120,7 +120,7 @@ def read_process(pid: int, proc_root: str = "/proc") -> ProcInfo | None:
         memfd=bool(exe and exe.startswith(MEMFD_PREFIX)),
         args=args,
         cwd=_readlink(f"{base}/cwd"),
-        stdio_sockets=tuple((_readlink(f"{base}/fd/{fd}") or "").startswith("socket:") for fd in (0, 1, 2)),
+        stdio_sockets=(_is_socket(f"{base}/fd/0"), _is_socket(f"{base}/fd/1"), _is_socket(f"{base}/fd/2")),
         login_uid=login_uid(_read(f"{base}/loginuid")),
     )
 
@@ -155,9 +155,13 @@ def read_comm(pid: int, proc_root: str = "/proc") -> str | None:
     return None if text is None else text.rstrip("\n")
 
 
+def _is_socket(fd_path: str) -> bool:
+    return (_readlink(fd_path) or "").startswith("socket:")
+
+
 def socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
     """The inodes of the sockets a process holds, to tell which process owns a connection."""
-    out = set()
+    out: set[int] = set()
     try:
         names = os.listdir(f"{proc_root}/{pid}/fd")
     except OSError:

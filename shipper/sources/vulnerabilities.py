@@ -10,6 +10,7 @@ joined too; ids are deterministic, so a finding is indexed once per container an
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -22,6 +23,7 @@ import docker.errors
 import orjson
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, iso_time
@@ -67,7 +69,7 @@ def containers_of(report: dict[str, Any], running: Iterable[RunningContainer]) -
 
 def _score(vulnerability: dict[str, Any]) -> tuple[float | None, str | None]:
     cvss = vulnerability.get("CVSS") or {}
-    source = cvss.get(vulnerability.get("SeveritySource")) or cvss.get("nvd") or next(iter(cvss.values()), {})
+    source: dict[str, Any] = cvss.get(vulnerability.get("SeveritySource")) or cvss.get("nvd") or next(iter(cvss.values()), {})
     if source.get("V3Score") is not None:
         return float(source["V3Score"]), "3.x"
     if source.get("V2Score") is not None:
@@ -122,7 +124,7 @@ def finding_fields(report: dict[str, Any], result: dict[str, Any], vulnerability
 
 def report_events(report: dict[str, Any], path: Path, running: Iterable[RunningContainer], now: float) -> list[Event]:
     """Every finding of `report`, once per running container of its image (once alone when none runs it)."""
-    joined = containers_of(report, running) or [None]
+    joined: list[RunningContainer | None] = [*containers_of(report, running)] or [None]
     scanned = report.get("CreatedAt") or (report.get("Metadata") or {}).get("ImageID") or str(path)
     timestamp = iso_time(now)
     events = []
@@ -147,8 +149,8 @@ class _Changed(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.is_directory or event.event_type not in ("created", "modified", "moved", "closed"):
             return
-        target = getattr(event, "dest_path", "") or event.src_path
-        if str(target).endswith(".json"):
+        target = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
+        if target.endswith(".json"):
             self.paths.put(Path(target))
 
 
@@ -161,7 +163,7 @@ class VulnerabilitiesSource(Source):
         self.rescan_interval = rescan_interval
         self._closed = threading.Event()
         self._changed: queue.Queue[Path] = queue.Queue()
-        self._observer = None
+        self._observer: BaseObserver | None = None
         self._digests: dict[str, frozenset[str]] = {}
         self._sent: set[str] = set()  # ids already emitted: a rescan sends only what is new (a restart resends, 409s)
         self.reports = 0

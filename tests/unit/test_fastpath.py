@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import orjson
 import pytest
 
 from shipper.containers import ContainerMeta
@@ -18,10 +17,10 @@ from shipper.detect.prefilter import LogPrefilter
 from shipper.detect.sigma import load_rules
 from shipper.document import DocumentWriter
 from shipper.ecs import relocate
+from shipper.model import IdPrefix
 from shipper.sources import docker_logs, jsonfile
 from shipper.sources.docker_logs import _line_event, template_event
 from shipper.sources.fastpath import JsonFileDocuments
-from shipper.model import IdPrefix
 
 CONTAINER = "c0ffee" * 10 + "abcd"
 PARTIAL = 16 * 1024
@@ -150,16 +149,15 @@ def read_all(path: Path, engine: RulesEngine, writer: DocumentWriter, fast: Json
         if not lines and not bodies:
             break
         rendered += len(bodies)
-        for doc_id, body in zip(fast_ids, bodies):
+        for doc_id, body in zip(fast_ids, bodies, strict=True):
             sent[doc_id] = body
         for line in lines:
             event = _line_event(CONTAINER, ids, str(path), line)
             relocate(event.fields)
             event = engine.judge(event)
-            bulk = writer.bulk_lines([event])[0]
-            action, document, _ = bulk.split(b"\n")
-            doc_id = orjson.loads(action)["create"]["_id"].encode()
-            sent[doc_id] = document
+            encoded = writer.encode([event])
+            doc_id = encoded.ids[0]
+            sent[doc_id] = encoded.bodies[0]
             if event.verdicts:
                 alerts.add(doc_id)
     return sent, alerts, chain.position, rendered

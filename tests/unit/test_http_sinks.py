@@ -15,8 +15,10 @@ from shipper.config import LogstashConfig, WebhookConfig
 from shipper.document import DocumentWriter
 from shipper.metrics import Metrics
 from shipper.model import Event, Severity, Verdict
-from shipper.sinks.base import SinkUnavailable
+from shipper.delivery import Deliverer
+from shipper.retry import Backoff
 from shipper.sinks.logstash import LogstashSink
+from shipper.sinks.spool import Spool
 from shipper.sinks.webhook import WebhookNotifier
 
 
@@ -79,37 +81,45 @@ def no_sleep(_seconds):
     pass
 
 
-def test_logstash_gets_the_same_documents_with_id_and_index_in_metadata(endpoint):
+def deliverer_to(sink, tmp_path, metrics, max_retries=3):
+    return Deliverer(sink, Spool(tmp_path / "spool", 1 << 20), metrics, "default", max_retries=max_retries,
+                     backoff=Backoff(base=0.001, cap=0.001))
+
+
+def test_logstash_gets_the_same_documents_with_id_and_index_in_metadata(endpoint, tmp_path):
     server = endpoint(429, 500)  # one overload and one server error, then accepted
     writer = DocumentWriter("default")
-    sink = LogstashSink(LogstashConfig(url=server.url), writer.index, Metrics(), max_retries=3, sleep=no_sleep)
-    lines = writer.bulk_lines(events(3))
-    assert sink.write(lines) == 3
+    metrics = Metrics()
+    deliverer = deliverer_to(LogstashSink(LogstashConfig(url=server.url), metrics), tmp_path, metrics)
+    documents = writer.encode(events(3))
+    deliverer.ship(documents)
+    assert deliverer.spool.empty
     assert server.statuses == [429, 500, 200]
     sent = json.loads(server.bodies[0])
     assert [d["@metadata"]["_id"] for d in sent] == ["id-0", "id-1", "id-2"]
     assert {d["@metadata"]["_index"] for d in sent} == {"logs-shipper.events-default"}
-    direct = [json.loads(line.split(b"\n")[1]) for line in lines]
+    direct = [json.loads(body) for body in documents.bodies]
     assert [{k: v for k, v in d.items() if k != "@metadata"} for d in sent] == direct  # same documents either way
-    assert sink.metrics.value("shipper_item_retries_total", sink="logstash") == 6
+    assert metrics.value("shipper_item_retries_total", sink="logstash") == 6
+    assert metrics.value("shipper_events_out_total", sink="logstash") == 3
 
 
-def test_logstash_that_stays_overloaded_makes_the_batch_wait_in_the_spool(endpoint):
+def test_logstash_that_stays_overloaded_makes_the_batch_wait_in_the_spool(endpoint, tmp_path):
     server = endpoint(429, 429, 429)
-    writer = DocumentWriter("default")
-    sink = LogstashSink(LogstashConfig(url=server.url), writer.index, Metrics(), max_retries=2, sleep=no_sleep)
-    lines = writer.bulk_lines(events(2))
-    with pytest.raises(SinkUnavailable) as caught:
-        sink.write(lines)
-    assert caught.value.lines == lines and "429" in str(caught.value)
-    assert sink.write(lines) == 2  # it recovered
+    metrics = Metrics()
+    deliverer = deliverer_to(LogstashSink(LogstashConfig(url=server.url), metrics), tmp_path, metrics, max_retries=2)
+    documents = DocumentWriter("default").encode(events(2))
+    deliverer.ship(documents)
+    assert not deliverer.sink_up and metrics.value("shipper_spooled_events_total") == 2
+    assert deliverer.replay_one().error is None  # it recovered: the spool is sent
+    assert deliverer.spool.empty and deliverer.sink_up
+    assert [d["@metadata"]["_id"] for d in json.loads(server.bodies[0])] == ["id-0", "id-1"]
 
 
 def test_logstash_unreachable_is_unavailable():
-    sink = LogstashSink(LogstashConfig(url="http://127.0.0.1:9/", request_timeout=2), "idx", Metrics(),
-                        max_retries=1, sleep=no_sleep)
-    with pytest.raises(SinkUnavailable):
-        sink.write(DocumentWriter("default").bulk_lines(events(1)))
+    sink = LogstashSink(LogstashConfig(url="http://127.0.0.1:9/", request_timeout=2), Metrics())
+    delivery = sink.send(DocumentWriter("default").encode(events(1)), "idx")
+    assert delivery.unavailable and delivery.retry == [0] and delivery.acknowledged == 0
 
 
 def wait_for(predicate, timeout=10):
