@@ -70,7 +70,8 @@ class Pipeline:
                                    stopping=self._stopping)
         # After a start the sources re-read from their last checkpoint: what they send this
         # soon may have been indexed before the stop or crash, so the sink checks it by id.
-        self._resend_until = time.monotonic() + settings.resend_check_seconds
+        # A first start (no checkpoint) re-reads nothing: no lookups then.
+        self._resend_until = 0.0 if checkpoints.empty else time.monotonic() + settings.resend_check_seconds
         self.replay_backoff = Backoff(base=0.5, cap=5.0)  # between attempts to replay the spool's head
 
     # ------------------------------------------------------------ lifecycle

@@ -15,6 +15,7 @@ the whole data stream (an `ids` query, needs `read`), and those found are skippe
 from __future__ import annotations
 
 import logging
+from itertools import chain, repeat
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -90,7 +91,9 @@ def _chunks(documents: Documents, max_docs: int, max_bytes: int) -> list[tuple[i
 
 
 def bulk_body(ids: list[bytes], bodies: list[bytes]) -> bytes:
-    return b"".join([b'{"create":{"_id":"' + i + b'"}}\n' + b + b"\n" for i, b in zip(ids, bodies)])
+    """`{"create":{"_id":...}}` and the document, each on its line: one join, each document copied once."""
+    return b"".join(chain.from_iterable(zip(repeat(b'{"create":{"_id":"'), ids, repeat(b'"}}\n'), bodies,
+                                            repeat(b"\n"), strict=False)))
 
 
 class ElasticsearchSink(Sink):
