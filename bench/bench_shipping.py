@@ -137,12 +137,12 @@ def start_live(client, label: str, rate: int, seconds: int, containers: int) -> 
 
 
 class Shipper:
-    def __init__(self, hosts: str, label: str, state: Path, namespace: str):
+    def __init__(self, hosts: str, label: str, state: Path, namespace: str, *extra: str):
         self.port = free_port()
         command = [sys.executable, "-m", "shipper", "run", "--log-format", "json"]
         for setting in (f"elasticsearch.hosts={hosts}", f"state.directory={state}", f"monitor.port={self.port}",
                         f"elasticsearch.namespace={namespace}", "sources.docker_events.enabled=false",
-                        f"sources.docker_logs.include.labels=shipper.bench={label}"):
+                        f"sources.docker_logs.include.labels=shipper.bench={label}", *extra):
             command += ["--set", setting]
         self.log = open(state.parent / "shipper.log", "ab")
         self.started = time.monotonic()
@@ -189,6 +189,12 @@ class Shipper:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -324,6 +330,43 @@ def run_live(client, work: Path, label: str, number: int, live_rate: int, live_s
     return qs[98] * 1000, qs[49] * 1000
 
 
+def run_idle(client, count: int, seconds: int, files: bool) -> dict:
+    """`count` idle containers followed by every source (logs, processes, files, stats): CPU and RSS at rest."""
+    work = Path(tempfile.mkdtemp(prefix="shipper-bench-idle-"))
+    label = uuid.uuid4().hex[:8]
+    made = []
+    fake, hosts, delays_path = fake_endpoint(work, "idle")
+    try:
+        for n in range(count):
+            made.append(client.containers.run(
+                IMAGE, ["sh", "-c", "echo started; sleep 3600"], detach=True, init=True, network_mode="none",
+                labels={"shipper.bench": label}, name=f"shipper-bench-{label}-idle-{n}",
+                log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            ))
+        extra = [f"docker.include.labels=shipper.bench={label}"] + ([] if files else ["sources.files.enabled=false"])
+        shipper = Shipper(hosts, label, work / "state", f"bench{label}idle", *extra)
+        try:
+            shipper.wait_ready()
+            shipper.wait_out(count)  # each container's "started" line
+            time.sleep(20)  # the start-up walks of the upper layers, the first samples
+            cpu, started = shipper.cpu_seconds(), time.monotonic()
+            time.sleep(seconds)
+            result = {"idle_containers": count, "files_source": files,
+                      "cpu_percent_of_one_core": round(100 * (shipper.cpu_seconds() - cpu) / (time.monotonic() - started), 2),
+                      "rss_mb": round(shipper.rss_mb(), 1), "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
+                      "containers_followed": shipper.metric("shipper_containers_followed")}
+        finally:
+            shipper.stop()
+        log_text = (work / "shipper.log").read_text(errors="replace")
+        result["inotify_warnings"] = log_text.count("inotify")
+        print(f"[idle] {result}", flush=True)
+        return result
+    finally:
+        stop_fake(fake, delays_path)
+        for container in made:
+            container.remove(force=True)
+
+
 def write_report(results: list[dict]) -> None:
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -362,8 +405,14 @@ def main() -> None:
     parser.add_argument("--live-seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3, help="alternating rounds of shipper and baseline")
     parser.add_argument("--no-report", action="store_true", help="print, do not write results or docs")
+    parser.add_argument("--idle", type=int, default=0, help="instead: this many idle containers, every source on")
+    parser.add_argument("--idle-seconds", type=int, default=60)
+    parser.add_argument("--no-files", action="store_true", help="with --idle: the files source off")
     args = parser.parse_args()
     client = docker.from_env()
+    if args.idle:
+        print(json.dumps(run_idle(client, args.idle, args.idle_seconds, not args.no_files), indent=2))
+        return
     targets = ["fake", "es"] if args.target == "both" else [args.target]
     results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs)
                for t in targets]
