@@ -158,7 +158,7 @@ class Shipper:
                 return
             except OSError:
                 if self.process.poll() is not None:
-                    raise RuntimeError("shipper exited; see its log")
+                    raise RuntimeError("shipper exited; see its log") from None
                 time.sleep(0.05)
         raise RuntimeError("shipper never answered on its monitor port")
 
@@ -291,7 +291,8 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
                 fake = None
             else:
                 delete_es(hosts, [f"logs-shipper.events-{namespace}", baseline_index])
-            measured["cpu_ratio_to_baseline"] = measured["cpu_seconds_per_million"] / measured["baseline_cpu_seconds_per_million"]
+            measured["cpu_ratio_to_baseline"] = (measured["cpu_seconds_per_million"]
+                                                 / measured["baseline_cpu_seconds_per_million"])
             measured["docs_ratio_to_baseline"] = measured["docs_per_second"] / measured["baseline_docs_per_second"]
             if target == "fake" and live_rate:
                 measured["live_p99_ms"], measured["live_p50_ms"] = run_live(client, work, label, number, live_rate,
@@ -351,8 +352,8 @@ def run_idle(client, count: int, seconds: int, files: bool) -> dict:
             time.sleep(20)  # the start-up walks of the upper layers, the first samples
             cpu, started = shipper.cpu_seconds(), time.monotonic()
             time.sleep(seconds)
-            result = {"idle_containers": count, "files_source": files,
-                      "cpu_percent_of_one_core": round(100 * (shipper.cpu_seconds() - cpu) / (time.monotonic() - started), 2),
+            busy = (shipper.cpu_seconds() - cpu) / (time.monotonic() - started)
+            result = {"idle_containers": count, "files_source": files, "cpu_percent_of_one_core": round(100 * busy, 2),
                       "rss_mb": round(shipper.rss_mb(), 1), "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
                       "containers_followed": shipper.metric("shipper_containers_followed")}
         finally:
@@ -367,14 +368,33 @@ def run_idle(client, count: int, seconds: int, files: bool) -> dict:
             container.remove(force=True)
 
 
-def write_report(results: list[dict]) -> None:
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
+def save(key: str, value) -> str:
+    """Set `key` in bench/results/shipping.json, keeping the other keys; returns the header line."""
+    path = ROOT / "bench" / "results" / "shipping.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.loads(path.read_text()) if path.exists() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    payload = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine, "results": results}
-    (out / "shipping.json").write_text(json.dumps(payload, indent=2) + "\n")
-    rows = ["| target | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) | CPU ratio | docs/s ratio "
-            "| peak RSS MB | live p50 / p99 |",
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    payload.setdefault("dates", {})[key] = date
+    payload.update({"machine": machine, key: value})
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return (f"Measured {date} on {machine} (`bench/bench_shipping.py`; raw figures in "
+            f"`bench/results/shipping.json`, `{key}`).")
+
+
+def write_section(marker: str, text: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    content = doc.read_text()
+    start_mark, end_mark = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    start, end = content.index(start_mark), content.index(end_mark) + len(end_mark)
+    doc.write_text(content[:start] + f"{start_mark}\n{text}\n{end_mark}" + content[end:])
+    print(text)
+
+
+def write_report(results: list[dict]) -> None:
+    header = save("results", results)
+    rows = ["| target | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) | CPU ratio "
+            "| docs/s ratio | peak RSS MB | live p50 / p99 |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         live = f"{r['live_p50_ms']:.0f} / {r['live_p99_ms']:.0f} ms" if "live_p99_ms" in r else "n/a"
@@ -382,15 +402,27 @@ def write_report(results: list[dict]) -> None:
                     f"({r['baseline_docs_per_second']:,.0f}) | {r['cpu_seconds_per_million']} "
                     f"({r['baseline_cpu_seconds_per_million']}) | {r['cpu_ratio_to_baseline']} | "
                     f"{r['docs_ratio_to_baseline']} | {r['peak_rss_mb']} | {live} |")
-    section = (f"<!-- shipping:start -->\nMeasured {payload['date']} on {machine} "
-               f"(`bench/bench_shipping.py`, medians of {results[0]['runs']} alternating rounds of shipper and "
-               f"`bench/baseline_loop.py`; raw figures in `bench/results/shipping.json`).\n\n"
-               + "\n".join(rows) + "\n<!-- shipping:end -->")
-    doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start, end = text.index("<!-- shipping:start -->"), text.index("<!-- shipping:end -->") + len("<!-- shipping:end -->")
-    doc.write_text(text[:start] + section + text[end:])
-    print("\n".join(rows))
+    write_section("shipping", f"{header} Medians of {results[0]['runs']} alternating rounds of the shipper and "
+                              f"`bench/baseline_loop.py` on the same files and endpoint.\n\n" + "\n".join(rows))
+
+
+def write_scale(results: list[dict]) -> None:
+    header = save("scale", results)
+    rows = ["| logging containers | docs/s | CPU-s per 1M docs | baseline docs/s | CPU ratio | peak RSS MB |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows += [f"| {r['containers']} | {r['docs_per_second']:,.0f} | {r['cpu_seconds_per_million']} | "
+             f"{r['baseline_docs_per_second']:,.0f} | {r['cpu_ratio_to_baseline']} | {r['peak_rss_mb']} |"
+             for r in results]
+    write_section("shipping-scale", header + "\n\n" + "\n".join(rows))
+
+
+def write_idle(results: list[dict]) -> None:
+    header = save("idle", results)
+    rows = ["| idle containers | files source | CPU % of one core | RSS MB | peak RSS MB | inotify warnings |",
+            "| ---: | --- | ---: | ---: | ---: | ---: |"]
+    rows += [f"| {r['idle_containers']} | {'on' if r['files_source'] else 'off'} | {r['cpu_percent_of_one_core']} | "
+             f"{r['rss_mb']} | {r['peak_rss_mb']} | {r['inotify_warnings']} |" for r in results]
+    write_section("shipping-idle", header + "\n\n" + "\n".join(rows))
 
 
 def main() -> None:
@@ -405,13 +437,20 @@ def main() -> None:
     parser.add_argument("--live-seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3, help="alternating rounds of shipper and baseline")
     parser.add_argument("--no-report", action="store_true", help="print, do not write results or docs")
-    parser.add_argument("--idle", type=int, default=0, help="instead: this many idle containers, every source on")
+    parser.add_argument("--scale", type=int, nargs="*", help="instead: one round (no live phase) per container count")
+    parser.add_argument("--idle", type=int, nargs="*", help="instead: idle containers, all sources on")
     parser.add_argument("--idle-seconds", type=int, default=60)
-    parser.add_argument("--no-files", action="store_true", help="with --idle: the files source off")
+    parser.add_argument("--no-files", action="store_true", help="with --idle: also each count with the files source off")
     args = parser.parse_args()
     client = docker.from_env()
     if args.idle:
-        print(json.dumps(run_idle(client, args.idle, args.idle_seconds, not args.no_files), indent=2))
+        idle = [run_idle(client, count, args.idle_seconds, files) for count in args.idle
+                for files in ((True, False) if args.no_files else (True,))]
+        print(json.dumps(idle, indent=2)) if args.no_report else write_idle(idle)
+        return
+    if args.scale:
+        scale = [run_target(client, "fake", args.lines, count, 0, 0, 1) for count in args.scale]
+        print(json.dumps(scale, indent=2)) if args.no_report else write_scale(scale)
         return
     targets = ["fake", "es"] if args.target == "both" else [args.target]
     results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs)
