@@ -31,7 +31,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -100,7 +100,7 @@ def serve_fake_bulk(port: int, delays_path: str) -> None:
 
 def _parse(stamp: str) -> float:
     seconds, _, fraction = stamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(seconds).replace(tzinfo=timezone.utc).timestamp() + float("0." + (fraction or "0"))
+    return datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp() + float("0." + (fraction or "0"))
 
 
 # ------------------------------------------------------------------ workload
@@ -374,7 +374,7 @@ def save(key: str, value) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.loads(path.read_text()) if path.exists() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
     payload.setdefault("dates", {})[key] = date
     payload.update({"machine": machine, key: value})
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -440,12 +440,13 @@ def main() -> None:
     parser.add_argument("--scale", type=int, nargs="*", help="instead: one round (no live phase) per container count")
     parser.add_argument("--idle", type=int, nargs="*", help="instead: idle containers, all sources on")
     parser.add_argument("--idle-seconds", type=int, default=60)
-    parser.add_argument("--no-files", action="store_true", help="with --idle: also each count with the files source off")
+    parser.add_argument("--files-up-to", type=int, default=40,
+                        help="with --idle: the files source off above this many containers (inotify instances: 2 each, "
+                             "128 per user on this host)")
     args = parser.parse_args()
     client = docker.from_env()
     if args.idle:
-        idle = [run_idle(client, count, args.idle_seconds, files) for count in args.idle
-                for files in ((True, False) if args.no_files else (True,))]
+        idle = [run_idle(client, count, args.idle_seconds, count <= args.files_up_to) for count in args.idle]
         print(json.dumps(idle, indent=2)) if args.no_report else write_idle(idle)
         return
     if args.scale:
