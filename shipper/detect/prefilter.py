@@ -18,6 +18,7 @@ Sigma evaluation). It may say yes too often, never no wrongly:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,7 @@ MIN_PIECE = 3  # shorter literals would flag most lines: then the rule makes eve
 _UNSAFE = frozenset('"\\<>&')
 
 
+@functools.cache
 def _folds_to_ascii() -> list[bytes]:
     """Non-ASCII characters whose casefold holds an ASCII character, UTF-8 encoded."""
     found = []
@@ -48,9 +50,6 @@ def _folds_to_ascii() -> list[bytes]:
         if folded != char and any(ord(c) < 0x80 for c in folded):
             found.append(char.encode())
     return found
-
-
-_FOLDS_TO_ASCII: list[bytes] | None = None
 
 
 def _piece(text: str) -> str:
@@ -111,7 +110,6 @@ class LogPrefilter:
     """`prefilter(lowered_chunk)`: sorted positions of possible hits, or None when every line is a candidate."""
 
     def __init__(self, rules: Iterable[Rule]):
-        global _FOLDS_TO_ASCII
         literals: set[str] = set()
         self.every_line = False
         self.forcing: list[str] = []  # the rules that make every line a candidate
@@ -125,9 +123,7 @@ class LogPrefilter:
         self.literals = sorted(literals)
         self._automaton = None
         if literals and not self.every_line:
-            if _FOLDS_TO_ASCII is None:
-                _FOLDS_TO_ASCII = _folds_to_ascii()
-            patterns = [literal.encode() for literal in self.literals] + _FOLDS_TO_ASCII
+            patterns = [literal.encode() for literal in self.literals] + _folds_to_ascii()
             self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns)
 
     def __call__(self, lowered: bytes) -> list[int] | None:
