@@ -15,6 +15,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch
 
+from . import kinds
 from .detect.stateful import FEATURES as ANOMALY_FEATURES
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
 
@@ -26,47 +27,19 @@ PRIORITY = 250  # above the stock `logs` template (100) of the full distribution
 FALLBACKS = {"constant_keyword": "keyword", "match_only_text": "text", "wildcard": "keyword"}
 
 KW = "keyword"
-# The Docker host and image audits and the scanner findings (issue 14).
-HOST_AUDIT_FIELDS: dict[str, Any] = {
-    "event.provider": KW, "shipper.remediation": KW,
-    "shipper.verdicts.remediation": KW, "shipper.verdicts.benchmark": KW,
-    **{f"shipper.engine.{name}": KW for name in ("id", "version", "config_file", "listeners", "tcp_listeners",
-                                                 "log_driver", "authorization_plugins", "problems")},
-    "shipper.engine.pid": "long",
-    **{f"shipper.engine.{name}": "boolean" for name in (
-        "tls", "tls_verify", "tcp_without_tls", "tcp_tls_without_verify", "userns_remap", "rootless", "live_restore",
-        "icc_on_default_bridge", "no_new_privileges", "log_size_limited", "authorization", "experimental",
-        "socket_world_writable", "socket_foreign_group_writable", "sockets.world_writable",
-        "sockets.foreign_group_writable", "root_dir.too_open")},
-    **{f"shipper.engine.{where}.{name}": KW for where in ("sockets", "root_dir")
-       for name in ("path", "mode", "owner", "group")},
-    **{f"shipper.engine.{where}.{name}": "long" for where in ("sockets", "root_dir") for name in ("uid", "gid")},
-    **{f"shipper.image.{name}": KW for name in ("reference", "registry", "repo_digests", "id", "user")},
-    **{f"shipper.image.{name}": "boolean" for name in ("pinned", "registry_allowed", "runs_as_root", "healthcheck",
-                                                       "outdated")},
-    "shipper.image.created": "date", "shipper.image.age_days": "float",
-    "vulnerability.id": KW, "vulnerability.severity": KW, "vulnerability.description": {"type": KW, "ignore_above": 8191},  # ECS: keyword
-    "vulnerability.reference": KW, "vulnerability.scanner.vendor": KW, "vulnerability.category": KW,
-    "vulnerability.enumeration": KW, "vulnerability.report_id": KW, "vulnerability.classification": KW,
-    "vulnerability.score.base": "float", "vulnerability.score.version": KW,
-    "package.version": KW, "package.type": KW, "package.reference": KW,
-    **{f"shipper.vulnerability.{name}": KW for name in ("fixed_version", "status", "target", "image.id", "image.name",
-                                                        "image.repo_digests", "report")},
-    "shipper.vulnerability.fix_available": "boolean", "shipper.vulnerability.scanned_at": "date",
-}
-# ECS fields the shipper writes, dotted name -> type. Everything else dynamic: strings as keyword.
-EVENT_FIELDS: dict[str, Any] = {
+# What every event may carry: the container's metadata, the verdicts, the dead-letter record and the
+# detectors' annotations. What each kind of event adds is declared with its source (kinds.py).
+COMMON_FIELDS: dict[str, Any] = {
     "@timestamp": "date_nanos",
     "message": "match_only_text",
     "tags": KW,
-    "shipper.log.stream": KW,
     "labels": "flattened",
     "data_stream.type": "constant_keyword",
     "data_stream.dataset": "constant_keyword",
     "data_stream.namespace": "constant_keyword",
     "ecs.version": KW,
     "event.kind": KW, "event.category": KW, "event.type": KW, "event.action": KW,
-    "event.dataset": KW, "event.module": KW, "event.outcome": KW, "event.reason": KW,
+    "event.dataset": KW, "event.module": KW, "event.outcome": KW, "event.reason": KW, "event.provider": KW,
     "event.severity": "long", "event.risk_score": "float",
     "event.original": {"type": KW, "index": False, "doc_values": False},
     "host.name": KW, "host.hostname": KW,
@@ -83,36 +56,9 @@ EVENT_FIELDS: dict[str, Any] = {
     "shipper.container.security.read_only_rootfs": "boolean", "shipper.container.security.unlimited": KW,
     "shipper.container.security.limits.memory": "long", "shipper.container.security.limits.cpu": "long",
     "shipper.container.security.limits.pids": "long",
-    "log.file.path": KW, "shipper.log.offset": "long", "shipper.log.flags": KW, "log.level": KW,
-    "process.pid": "long", "process.name": KW, "process.executable": KW,
-    "process.command_line": "wildcard", "process.args": KW, "process.exit_code": "long",
-    "process.interactive": "boolean", "process.user.name": KW, "process.working_directory": KW,
-    "shipper.process.host_pid": "long", "process.start": "date", "process.user.id": KW,
-    "shipper.process.upper_layer": "boolean", "shipper.process.memfd": "boolean", "shipper.process.executable_deleted": "boolean",
-    "shipper.process.stdin_socket": "boolean", "shipper.process.stdout_socket": "boolean", "shipper.process.stderr_socket": "boolean",
-    "process.parent.pid": "long", "process.parent.name": KW, "process.parent.executable": KW,
-    "process.parent.command_line": "wildcard",
-    "source.ip": "ip", "source.port": "long", "destination.ip": "ip", "destination.port": "long",
-    "network.transport": KW, "network.type": KW, "network.direction": KW, "shipper.network.state": KW,
-    "file.path": KW, "file.name": KW, "file.directory": KW, "file.extension": KW, "shipper.file.previous_path": KW,
-    "file.type": KW, "file.size": "long", "file.mode": KW, "file.uid": KW, "file.gid": KW, "file.mtime": "date",
-    "file.target_path": KW, "shipper.file.executable": "boolean", "file.hash.sha256": KW,
-    "container.cpu.usage": "float", "shipper.container.cpu.cores": "float", "shipper.container.cpu.limit_cores": "float",
-    "shipper.host.cpu_idle_cores": "float",
-    "shipper.process.script.path": KW, "shipper.process.script.name": KW, "shipper.process.script.directory": KW,
-    "shipper.process.script.upper_layer": "boolean", "shipper.process.script.hash.sha256": KW,
-    "shipper.process.login_uid": "long",
-    "shipper.file.setuid": "boolean", "shipper.file.setgid": "boolean", "shipper.file.during_startup": "boolean",
-    "shipper.network.socket_family": KW,
-    "shipper.container.memory.bytes": "long", "shipper.container.memory.limit": "long", "shipper.container.pids": "long",
-    "container.network.ingress.bytes": "long", "shipper.container.network.ingress.rate": "float",
-    "container.network.egress.bytes": "long", "shipper.container.network.egress.rate": "float",
-    "container.disk.read.bytes": "long", "shipper.container.disk.read.rate": "float",
-    "container.disk.write.bytes": "long", "shipper.container.disk.write.rate": "float",
+    "log.level": KW, "user.name": KW,
     "shipper.anomaly.score": "float", "shipper.anomaly.model": KW,
     **{f"shipper.anomaly.features.{name}": "float" for name in ANOMALY_FEATURES},
-    "user.name": KW,
-    "package.name": KW,
     "error.type": KW, "error.message": "match_only_text", "error.code": KW,
     "rule.id": KW, "rule.name": KW,
     "threat.framework": KW, "threat.tactic.id": KW, "threat.tactic.name": KW,
@@ -120,14 +66,13 @@ EVENT_FIELDS: dict[str, Any] = {
     "shipper.verdicts.rule.id": KW, "shipper.verdicts.rule.name": KW,
     "shipper.verdicts.severity": "long", "shipper.verdicts.level": KW, "shipper.verdicts.reason": KW,
     "shipper.verdicts.tactic": KW, "shipper.verdicts.technique": KW, "shipper.verdicts.risk_score": "float",
-    "shipper.verdicts.suppressed": "long", "shipper.exec.health_check": "boolean",
-    "shipper.exec.id": KW, "shipper.exec.tty": "boolean", "shipper.exec.privileged": "boolean", "shipper.exec.user": KW,
+    "shipper.verdicts.suppressed": "long", "shipper.verdicts.remediation": KW, "shipper.verdicts.benchmark": KW,
+    "shipper.remediation": KW,
     "shipper.deadletter.index": KW,
     "shipper.deadletter.error": {"type": "object", "enabled": False},
-    "shipper.docker.event.type": KW, "shipper.docker.event.action": KW, "shipper.docker.event.attributes": "flattened",
-    "shipper.docker.signal": KW, "shipper.docker.old_name": KW, "shipper.docker.health_status": KW,
-    **HOST_AUDIT_FIELDS,
 }
+# ECS fields the shipper writes, dotted name -> type. Everything else dynamic: strings as keyword.
+EVENT_FIELDS: dict[str, Any] = {**COMMON_FIELDS, **kinds.template_fields()}
 DYNAMIC_TEMPLATES = [{"strings_as_keyword": {"match_mapping_type": "string",
                                              "mapping": {"type": "keyword", "ignore_above": 1024}}}]
 

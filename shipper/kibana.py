@@ -24,9 +24,8 @@ from sigma.backends.elasticsearch import LuceneBackend
 from sigma.collection import SigmaCollection
 from sigma.types import SigmaRegularExpression
 
-from .detect.engine import (BUILTIN_RULES, CONTAINER_CONFIG, CONTAINER_EVENT, CONTAINER_EXEC, CONTAINER_LOG,
-                            CONTAINER_STATS, FILE_EVENT, HOST_CONFIG, IMAGE_CONFIG, NETWORK_CONNECTION,
-                            PROCESS_CREATION, VULNERABILITY, route)
+from . import kinds
+from .detect.engine import BUILTIN_RULES, route
 from .detect.sigma import Rule, load_rules
 from .detect.stateful import AnomalyDetector, MiningDetector, PortScanDetector
 from .document import DEADLETTER_DATASET, EVENTS_DATASET
@@ -36,34 +35,9 @@ DEADLETTER_VIEW = "shipper-deadletter"
 DASHBOARD = "shipper-security"
 OUTPUT = "shipper.ndjson"
 
-# the events a category's rules judge (see detect/engine.py category_of)
-CATEGORY_SCOPE = {
-    CONTAINER_LOG: "event.dataset:shipper.docker_logs",
-    CONTAINER_CONFIG: "event.dataset:shipper.docker_events AND event.action:start",
-    CONTAINER_EXEC: "event.dataset:shipper.docker_events AND event.action:exec_start",
-    CONTAINER_EVENT: "event.dataset:shipper.docker_events AND NOT event.action:(start OR exec_start OR pull)",
-    IMAGE_CONFIG: "event.dataset:shipper.docker_events AND event.action:(start OR pull)",
-    HOST_CONFIG: "event.dataset:shipper.host_config",
-    VULNERABILITY: "event.dataset:shipper.vulnerability",
-    PROCESS_CREATION: "event.dataset:shipper.processes OR (event.dataset:shipper.docker_events AND event.action:exec_start)",
-    NETWORK_CONNECTION: "event.dataset:shipper.network",
-    FILE_EVENT: "event.dataset:shipper.files",
-    CONTAINER_STATS: "event.dataset:shipper.stats",
-}
-COLUMNS = {
-    CONTAINER_LOG: ["container.name", "message"],
-    CONTAINER_CONFIG: ["container.name", "container.image.name", "shipper.container.security.user", "event.reason"],
-    CONTAINER_EXEC: ["container.name", "process.command_line", "process.user.name", "shipper.exec.tty"],
-    CONTAINER_EVENT: ["container.name", "event.action", "message"],
-    PROCESS_CREATION: ["container.name", "process.command_line", "process.parent.name", "process.user.name"],
-    NETWORK_CONNECTION: ["container.name", "process.name", "destination.ip", "destination.port"],
-    FILE_EVENT: ["container.name", "event.action", "file.path", "file.hash.sha256"],
-    CONTAINER_STATS: ["container.name", "shipper.container.cpu.cores", "shipper.container.pids", "shipper.anomaly.score"],
-    IMAGE_CONFIG: ["container.name", "shipper.image.reference", "shipper.image.registry", "event.reason"],
-    HOST_CONFIG: ["host.name", "shipper.engine.listeners", "event.reason", "shipper.remediation"],
-    VULNERABILITY: ["container.name", "vulnerability.id", "vulnerability.severity", "package.name", "package.version",
-                    "shipper.vulnerability.fixed_version"],
-}
+# the events a category's rules judge, and the columns of its searches (declared in kinds.py)
+CATEGORY_SCOPE = {category.name: kinds.scope(category) for category in kinds.CATEGORIES}
+COLUMNS = {category.name: list(category.columns) for category in kinds.CATEGORIES}
 ALERT_COLUMNS = ["container.name", "rule.name", "event.severity", "event.reason"]
 
 
@@ -157,9 +131,9 @@ def category_searches(rules: list[Rule]) -> list[SavedSearch]:
     searches = [
         ("all-alerts", "All alerts", "Every event a rule or detector flagged, most recent first.", alert, ALERT_COLUMNS),
         ("process-alerts", "Process alerts", "Alerts on processes started in containers.",
-         f"{alert} AND event.dataset:shipper.processes", ALERT_COLUMNS + ["process.command_line"]),
+         f"{alert} AND event.dataset:{kinds.PROCESSES.dataset}", ALERT_COLUMNS + ["process.command_line"]),
         ("network-and-scans", "Network and scans", "Alerts on connections and port scans, and scanner output in logs.",
-         f"{alert} AND (event.dataset:shipper.network OR "
+         f"{alert} AND (event.dataset:{kinds.NETWORK.dataset} OR "
          f"shipper.verdicts.{_ids(PortScanDetector.info.id, by_name['log_port_scanner'])})",
          ALERT_COLUMNS + ["destination.ip", "destination.port"]),
         ("crypto-mining", "Crypto-mining", "Mining detected from CPU and miner signals, miner processes and miner output.",
@@ -167,23 +141,22 @@ def category_searches(rules: list[Rule]) -> list[SavedSearch]:
          + _ids(MiningDetector.info.id, by_name["proc_crypto_miner"], by_name["log_crypto_miner"]),
          ALERT_COLUMNS + ["process.command_line", "shipper.container.cpu.cores"]),
         ("file-tampering", "File tampering", "Alerts on files written, deleted or linked in containers.",
-         f"{alert} AND event.dataset:shipper.files", ALERT_COLUMNS + ["event.action", "file.path"]),
+         f"{alert} AND event.dataset:{kinds.FILES.dataset}", ALERT_COLUMNS + ["event.action", "file.path"]),
         ("container-misconfiguration", "Container misconfiguration",
          "Containers started privileged, as root, with dangerous mounts, capabilities or namespaces.",
-         f"{alert} AND event.dataset:shipper.docker_events AND event.action:start",
+         f"{alert} AND {kinds.scope(kinds.CONTAINER_CONFIG)}",
          ALERT_COLUMNS + ["container.image.name"]),
         ("exec-sessions", "Exec sessions", "Every docker exec, flagged or not.",
-         "event.dataset:shipper.docker_events AND event.action:exec_start",
-         ["container.name", "process.command_line", "process.user.name", "shipper.exec.tty", "rule.name"]),
+         kinds.scope(kinds.CONTAINER_EXEC), COLUMNS[kinds.CONTAINER_EXEC.name] + ["rule.name"]),
         ("host-configuration", "Host configuration",
          "Findings of the Docker engine audit (listeners and TLS, socket, daemon defaults), with what to do.",
-         f"{alert} AND event.dataset:shipper.host_config",
+         f"{alert} AND {kinds.scope(kinds.HOST_CONFIG_CATEGORY)}",
          ["host.name", "rule.name", "event.severity", "shipper.remediation", "shipper.engine.listeners"]),
         ("vulnerable-running-images", "Vulnerable running images",
          "Critical and high vulnerabilities with a fix, in the images of running containers (Trivy reports).",
-         "event.dataset:shipper.vulnerability AND vulnerability.severity:(CRITICAL OR HIGH) "
+         f"{kinds.scope(kinds.VULNERABILITY_CATEGORY)} AND vulnerability.severity:(CRITICAL OR HIGH) "
          "AND shipper.vulnerability.fix_available:true AND _exists_:container.id",
-         COLUMNS[VULNERABILITY]),
+         COLUMNS[kinds.VULNERABILITY_CATEGORY.name]),
         ("anomalies", "Resource anomalies", "Stats samples the anomaly model scored as unlike the image's baseline.",
          f"{alert} AND shipper.verdicts.{_ids(AnomalyDetector.info.id)}",
          ALERT_COLUMNS + ["shipper.anomaly.score", "shipper.container.cpu.cores", "shipper.container.pids"]),

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import defaultdict
+import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
-from ..document import join_container
+from .. import kinds
 from ..config import DetectionConfig
+from ..document import join_container
 from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
@@ -28,50 +30,22 @@ log = logging.getLogger(__name__)
 
 BUILTIN_RULES = Path(__file__).resolve().parents[1] / "rules"
 
-# logsource.category values the shipper produces
-CONTAINER_LOG = "container_log"
-CONTAINER_CONFIG = "container_config"
-CONTAINER_EXEC = "container_exec"
-CONTAINER_EVENT = "container_event"
-# the Sigma categories of the sampled sources
-PROCESS_CREATION = "process_creation"
-NETWORK_CONNECTION = "network_connection"
-FILE_EVENT = "file_event"
-CONTAINER_STATS = "container_stats"
-# the Docker host and its images: the engine's settings, an image's provenance, scanner findings
-HOST_CONFIG = "host_config"
-IMAGE_CONFIG = "image_config"
-VULNERABILITY = "vulnerability"
+# the logsource.category values the shipper produces are declared with their sources in kinds.py
+PRODUCED_CATEGORIES = frozenset(kinds.CATEGORY)
 # snapshots of a state, not streams of repeats: each audit or report is judged whole, never throttled
-_SNAPSHOTS = frozenset({HOST_CONFIG, VULNERABILITY})
-_SOURCE_CATEGORIES = {"processes": PROCESS_CREATION, "network": NETWORK_CONNECTION, "files": FILE_EVENT,
-                      "stats": CONTAINER_STATS}
-_DETECTOR_SOURCES = frozenset(_SOURCE_CATEGORIES)
-# the rule categories that judge an event of a category: a `docker exec` command is a process creation too
-RULES_FOR = {CONTAINER_EXEC: (CONTAINER_EXEC, PROCESS_CREATION), CONTAINER_CONFIG: (CONTAINER_CONFIG, IMAGE_CONFIG)}
-
-
-def rule_categories(category: str) -> tuple[str, ...]:
-    return RULES_FOR.get(category, (category,))
-PRODUCED_CATEGORIES = frozenset({CONTAINER_LOG, CONTAINER_CONFIG, CONTAINER_EXEC, CONTAINER_EVENT, IMAGE_CONFIG,
-                                 HOST_CONFIG, VULNERABILITY, *_SOURCE_CATEGORIES.values()})
+_SNAPSHOTS = frozenset(c.name for c in kinds.CATEGORIES if c.snapshot)
+_DETECTOR_SOURCES = frozenset(s.name for s in kinds.SOURCES if s.sampled)
 # products whose logs the shipper sees: a rule for another product (windows, aws, ...) is ignored
 _PRODUCTS = (None, "linux", "docker")
 
 
+def rule_categories(category: str) -> tuple[str, ...]:
+    """The rule categories that judge an event of `category`: a `docker exec` command is a process creation too."""
+    return kinds.judging(category)
+
+
 def category_of(event: Event) -> str:
-    if event.source == "docker_logs":
-        return CONTAINER_LOG
-    if event.source == "docker_events":
-        action = event.fields.get("event", {}).get("action")
-        if action == "start":
-            return CONTAINER_CONFIG
-        if action == "exec_start":
-            return CONTAINER_EXEC
-        if action == "pull":
-            return IMAGE_CONFIG
-        return CONTAINER_EVENT
-    return _SOURCE_CATEGORIES.get(event.source, event.source)
+    return kinds.category_name(event.source, event.fields.get("event", {}).get("action"))
 
 
 def route(rule: Rule) -> str | None:
@@ -84,7 +58,7 @@ def route(rule: Rule) -> str | None:
     if logsource.category is not None:
         return logsource.category if logsource.category in PRODUCED_CATEGORIES and logsource.service is None else None
     if logsource.service is None and only_keywords(rule):
-        return CONTAINER_LOG
+        return kinds.CONTAINER_LOG.name
     return None
 
 
@@ -101,19 +75,29 @@ def judged_categories(event: Event) -> tuple[str, ...]:
 
 
 class RulesEngine:
-    """Rules by category, then stateful detectors, then allowlists and throttling."""
+    """Rules by category, then stateful detectors, then allowlists and throttling.
+
+    `judge` runs on every source's thread. The rules by category and the detectors are
+    published as immutable values (a mapping of RuleSets never changed once published, a
+    tuple): disabling a rule or removing a detector builds new ones and swaps the
+    reference, under a lock only writers take, so a reader takes one reference and judges
+    the whole event with one consistent set.
+    """
 
     def __init__(self, rules: Iterable[Rule], containers: Callable[[str], Any] | None = None, metrics=None, *,
                  detectors: Iterable[Detector] = (), allowlist: Allowlist | None = None,
                  throttle: Throttle | None = None):
         self.metrics = metrics
-        self.by_category: dict[str, RuleSet] = defaultdict(RuleSet)
+        by_category: dict[str, list[Rule]] = {}
         for rule in rules:
             category = route(rule)
             if category is not None:  # `shipper rules lint` says which rules are ignored, and why
-                self.by_category[category].add(rule)
+                by_category.setdefault(category, []).append(rule)
+        self._by_category: Mapping[str, RuleSet] = MappingProxyType(
+            {category: RuleSet(listed) for category, listed in by_category.items()})
         self._containers = containers
-        self.detectors = list(detectors)
+        self._detectors: tuple[Detector, ...] = tuple(detectors)
+        self._writing = threading.Lock()  # writers only: two changes at once must not lose one
         self.allowlist = allowlist or Allowlist(())
         self.throttle = throttle or Throttle(0)
 
@@ -151,8 +135,46 @@ class RulesEngine:
         return prefilter
 
     @property
+    def by_category(self) -> Mapping[str, RuleSet]:
+        """The rules in force, by the category they judge; read-only, replaced whole on a change."""
+        return self._by_category
+
+    @property
+    def detectors(self) -> tuple[Detector, ...]:
+        return self._detectors
+
+    @property
     def rules(self) -> list[Rule]:
-        return [rule for rules in self.by_category.values() for rule in rules]
+        return [rule for rules in self._by_category.values() for rule in rules]
+
+    def disable_rule(self, rule: Rule) -> bool:
+        """Stop running `rule`; False if it was not running."""
+        with self._writing:
+            current = self._by_category
+            if not any(rule in rules for rules in current.values()):
+                return False
+            self._by_category = MappingProxyType({
+                category: RuleSet(r for r in rules if r is not rule) if rule in rules else rules
+                for category, rules in current.items()})
+            return True
+
+    def enable_rule(self, rule: Rule) -> bool:
+        """Run `rule` again (or for the first time); False if it already runs or judges nothing here."""
+        category = route(rule)
+        with self._writing:
+            current = self._by_category
+            if category is None or rule in current.get(category, ()):
+                return False
+            self._by_category = MappingProxyType({**current, category: RuleSet([*current.get(category, ()), rule])})
+            return True
+
+    def remove_detector(self, detector: Detector) -> bool:
+        """Stop calling `detector`; False if it was not called."""
+        with self._writing:
+            if detector not in self._detectors:
+                return False
+            self._detectors = tuple(d for d in self._detectors if d is not detector)
+            return True
 
     def view(self, event: Event) -> dict[str, Any]:
         """The event as rules see it: its fields, with the container's metadata joined."""
@@ -162,24 +184,25 @@ class RulesEngine:
         return doc
 
     def judge(self, event: Event) -> Event:
+        by_category, detectors = self._by_category, self._detectors  # one consistent set for the whole event
         # a `docker exec` command is judged as a process creation too, even one gone at once; a container's
         # start by its image's rules too
         categories = judged_categories(event)
-        rule_sets = [self.by_category[c] for c in categories if c in self.by_category]
-        stateful = self.detectors and event.source in _DETECTOR_SOURCES
+        rule_sets = [by_category[c] for c in categories if c in by_category]
+        stateful = detectors and event.source in _DETECTOR_SOURCES
         if not any(rule_sets) and not stateful:
             return event
         doc = self.view(event)
         fields = Fields(doc)
         verdicts = self._rule_verdicts([pair for rules in rule_sets for pair in rules.candidates(fields)], fields)
-        if self.detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
-            verdicts += self._detector_verdicts(doc, event, verdicts)
+        added: dict[str, Any] = {}
+        if detectors and (stateful or verdicts):  # a log line only matters to detectors once a rule flagged it
+            found, added = self._detector_verdicts(detectors, doc, event, verdicts)
+            verdicts += found
         verdicts = self._apply_policy(verdicts, doc, event.container_id, throttled=categories[0] not in _SNAPSHOTS)
-        # a detector annotated the event (shipper.anomaly); shipper.container is the metadata, joined again later
-        before = event.fields.get("shipper") or {}
-        annotated = {k: v for k, v in (doc.get("shipper") or {}).items() if k != "container" and before.get(k) is not v}
-        if annotated:
-            event = dataclasses.replace(event, fields={**event.fields, "shipper": {**before, **annotated}})
+        if added:  # what detectors add to the event under `shipper.` (the anomaly score)
+            event = dataclasses.replace(event, fields={**event.fields,
+                                                       "shipper": {**(event.fields.get("shipper") or {}), **added}})
         if not verdicts:
             return event
         return dataclasses.replace(event, verdicts=event.verdicts + tuple(verdicts))
@@ -187,30 +210,37 @@ class RulesEngine:
     def _rule_verdicts(self, candidates: Iterable[tuple[Rule, Callable]], fields: Fields) -> list[Verdict]:
         verdicts = []
         matched: set[str] = set()
-        broken = []
         for rule, branch in candidates:  # a rule is several entries when its condition is an OR
             try:
                 if rule.id not in matched and branch(fields):
                     matched.add(rule.id)
                     verdicts.append(_verdict(rule, fields.document))
             except Exception:  # a broken rule must not stop shipping
-                log.exception("rule raised and is disabled; shipping goes on", extra={"rule_id": rule.id, "rule": rule.title})
-                broken.append(rule)
-        for rule in broken:  # not while iterating the list it is removed from
-            self._disable(rule)
+                matched.add(rule.id)
+                if self.disable_rule(rule):  # once, however many threads saw it raise
+                    log.exception("rule raised and is disabled; shipping goes on",
+                                  extra={"rule_id": rule.id, "rule": rule.title})
+                    if self.metrics is not None:
+                        self.metrics.detector_errors.labels(rule.id).inc()
         return verdicts
 
-    def _detector_verdicts(self, doc: dict[str, Any], event: Event, verdicts: list[Verdict]) -> list[Verdict]:
+    def _detector_verdicts(self, detectors: tuple[Detector, ...], doc: dict[str, Any], event: Event,
+                           verdicts: list[Verdict]) -> tuple[list[Verdict], dict[str, Any]]:
         found: list[Verdict] = []
-        for detector in list(self.detectors):
+        added: dict[str, Any] = {}
+        for detector in detectors:
             try:
-                found += detector.observe(doc, event.source, event.container_id, verdicts)
+                observed = detector.observe(doc, event.source, event.container_id, verdicts)
             except Exception:
-                log.exception("detector raised and is disabled; shipping goes on", extra={"detector": detector.info.key})
-                self.detectors.remove(detector)
-                if self.metrics is not None:
-                    self.metrics.detector_errors.labels(detector.info.key).inc()
-        return found
+                if self.remove_detector(detector):
+                    log.exception("detector raised and is disabled; shipping goes on",
+                                  extra={"detector": detector.info.key})
+                    if self.metrics is not None:
+                        self.metrics.detector_errors.labels(detector.info.key).inc()
+                continue
+            found += observed.verdicts
+            added.update(observed.fields)
+        return found, added
 
     def _apply_policy(self, verdicts: list[Verdict], doc: dict[str, Any], container_id: str | None,
                       throttled: bool = True) -> list[Verdict]:
@@ -230,13 +260,6 @@ class RulesEngine:
     def _count(self, counter: str, verdict: Verdict) -> None:
         if self.metrics is not None:
             getattr(self.metrics, counter).labels(verdict.rule_id).inc()
-
-    def _disable(self, rule: Rule) -> None:
-        for rules in self.by_category.values():
-            if rule in rules:
-                rules.remove(rule)
-        if self.metrics is not None:
-            self.metrics.detector_errors.labels(rule.id).inc()
 
     def process(self, batch: Batch) -> Batch:
         judge = self.judge

@@ -6,11 +6,11 @@ event never carries (after the SigmaHQ mapping: `LogonId`, a process on a file
 event). `shipper rules lint` prints these as warnings next to the errors, and says
 where each rule without a category is routed.
 
-CARRIED lists the fields the sampled sources and container logs put in their
-documents (see shipper/sources/); the container's metadata (`container.*`), the
-shipper's own annotations (`shipper.*`) and the common ECS fields are on every
-event. Categories without a list here (the engine's container_config, _exec and
-_event, which follow the Engine API's shapes) are not checked field by field.
+CARRIED lists the fields each category's events carry, as their source declares them
+(shipper/kinds.py); the container's metadata (`container.*`), the shipper's own
+annotations (`shipper.*`) and the common ECS fields are on every event. Categories
+whose source follows the Engine API's shapes (container_config, _exec, _event,
+image_config) are not checked field by field.
 """
 
 from __future__ import annotations
@@ -18,27 +18,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .. import kinds
 from ..errors import Problem
-from .engine import CONTAINER_LOG, FILE_EVENT, NETWORK_CONNECTION, PROCESS_CREATION, route
+from .engine import route
 from .sigma import Rule
 from .sigmahq import FIELD_MAPPING
 
 _EVERY_EVENT_PREFIXES = ("container.", "shipper.", "event.", "host.", "agent.", "ecs.", "labels.")
 _EVERY_EVENT = {"@timestamp", "message", "tags", "labels"}
-_PROCESS = {"process.pid", "process.name", "process.executable", "process.command_line"}
-CARRIED: dict[str, set[str]] = {
-    PROCESS_CREATION: _PROCESS | {
-        "shipper.process.host_pid", "process.args", "process.working_directory", "process.start", "shipper.process.upper_layer",
-        "shipper.process.memfd", "shipper.process.executable_deleted", "shipper.process.stdin_socket", "shipper.process.stdout_socket",
-        "shipper.process.stderr_socket", "process.user.id", "process.user.name", "process.interactive",
-        "process.parent.pid", "process.parent.name", "process.parent.executable", "process.parent.command_line"},
-    FILE_EVENT: {"file.path", "file.name", "file.directory", "file.extension", "shipper.file.previous_path", "file.type",
-                 "file.size", "file.mode", "file.uid", "file.gid", "file.mtime", "file.target_path",
-                 "shipper.file.executable", "file.hash.sha256"},
-    NETWORK_CONNECTION: _PROCESS | {"shipper.process.host_pid", "source.ip", "source.port", "destination.ip", "destination.port",
-                                    "network.transport", "network.type", "network.direction", "shipper.network.state"},
-    CONTAINER_LOG: {"shipper.log.stream", "log.file.path", "shipper.log.offset", "shipper.log.flags"},
-}
+CARRIED: dict[str, frozenset[str]] = {category.name: fields for category in kinds.CATEGORIES
+                                      if (fields := kinds.carried(category)) is not None}
 
 
 def rule_warnings(rule: Rule) -> list[Problem]:
@@ -70,7 +59,7 @@ def routing_note(rule: Rule) -> str | None:
     if rule.sigma.logsource.category is not None:
         return None
     category = route(rule)
-    if category == CONTAINER_LOG:
+    if category == kinds.CONTAINER_LOG.name:
         return f"{rule.path}: note: no logsource category: its keywords are searched in container log lines"
     return None
 

@@ -1,8 +1,10 @@
 """Stateful detectors: judgements that need more than one event.
 
-Each detector sees every event (with the container's metadata joined, as rules
-do) and may return verdicts for it. State is per container and guarded by a
-lock: sources call detectors from their own threads.
+Each detector sees every event of the sampled sources (with the container's metadata
+joined, as rules do) and returns an `Observation`: its verdicts, and what it adds to the
+event (the anomaly score); it never changes the document it was shown. State is per
+container and guarded by a lock held only for bookkeeping: sources call detectors from
+their own threads, and the anomaly model trains outside it.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import uuid
 from collections import Counter, OrderedDict, defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
+from .. import kinds
 from ..config import AnomalyConfig, MiningConfig, PortScanConfig
 from ..model import Severity, Verdict
 
@@ -45,12 +48,24 @@ class DetectorInfo:
                        tactic=self.tactic, technique=self.technique, risk_score=risk_score)
 
 
+@dataclass(frozen=True)
+class Observation:
+    """What a detector makes of one event: its verdicts, and the fields it adds under `shipper.`."""
+
+    verdicts: tuple[Verdict, ...] = ()
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+NOTHING = Observation()
+
+
 class Detector:
     info: DetectorInfo
 
     def observe(self, doc: dict[str, Any], source: str, container_id: str | None,
-                verdicts: Sequence[Verdict] = ()) -> list[Verdict]:
-        """Verdicts for this event; `verdicts` are what the rules already said of it."""
+                verdicts: Sequence[Verdict] = ()) -> Observation:
+        """What this detector makes of the event; `verdicts` are what the rules already said of it.
+        `doc` is shared with the rules and the other detectors: read it, never change it."""
         raise NotImplementedError
 
 
@@ -109,8 +124,8 @@ class PortScanDetector(Detector):
 
     def observe(self, doc, source, container_id, verdicts=()):
         network = doc.get("network") or {}
-        if source != "network" or network.get("direction") != "egress" or not container_id:
-            return []
+        if source != kinds.NETWORK.name or network.get("direction") != "egress" or not container_id:
+            return NOTHING
         destination = doc.get("destination") or {}
         now = time.monotonic()
         with self._lock:
@@ -127,9 +142,9 @@ class PortScanDetector(Detector):
         elif syn_sent >= self.config.syn_sent:
             why = f"{syn_sent} unanswered connection attempts (SYN_SENT) within {window}"
         else:
-            return []
+            return NOTHING
         last = f"{destination.get('ip')}:{destination.get('port')}"
-        return [self.info.verdict(f"Port scan from container {_container_name(doc)}: {why} (last {last})")]
+        return Observation((self.info.verdict(f"Port scan from container {_container_name(doc)}: {why} (last {last})"),))
 
 
 # ---------------------------------------------------------------- crypto-mining
@@ -138,7 +153,6 @@ MINER_NAMES = re.compile(r"xmrig|xmr-stak|minerd|cpuminer|ccminer|ethminer|nbmin
                          r"|srbminer|teamredminer|gminer|bminer|cgminer|bfgminer", re.I)
 STRATUM = re.compile(r"stratum2?\+(tcp|ssl|tls)://", re.I)
 POOL_PORTS = {3333, 4444, 5555, 7777, 14444, 45700}
-MINER_LOG_RULE = "072d0dcf-317e-5814-865c-95193f5fea87"  # log_crypto_miner.yml
 
 
 class MiningDetector(Detector):
@@ -158,12 +172,13 @@ class MiningDetector(Detector):
         text = " ".join(filter(None, (process.get("name"), process.get("executable"), process.get("command_line"))))
         if text and STRATUM.search(text):
             return f"stratum URL in process {process.get('command_line', '')[:120]!r}"
-        if source == "processes" and text and MINER_NAMES.search(text):
+        if source == kinds.PROCESSES.name and text and MINER_NAMES.search(text):
             return f"miner process {process.get('name')!r} ({process.get('command_line', '')[:120]})"
         port = (doc.get("destination") or {}).get("port")
-        if source == "network" and (doc.get("network") or {}).get("direction") == "egress" and port in POOL_PORTS:
+        if source == kinds.NETWORK.name and (doc.get("network") or {}).get("direction") == "egress" and port in POOL_PORTS:
             return f"connection to mining pool port {port} ({doc['destination'].get('ip')})"
-        if any(v.rule_id == MINER_LOG_RULE for v in verdicts):
+        # a log rule flagged the line as resource hijacking, our own technique (log_crypto_miner.yml)
+        if source == kinds.DOCKER_LOGS.name and any(v.technique == self.info.technique for v in verdicts):
             return "miner output in the container's log"
         return None
 
@@ -180,14 +195,14 @@ class MiningDetector(Detector):
 
     def observe(self, doc, source, container_id, verdicts=()):
         if not container_id:
-            return []
+            return NOTHING
         now = time.monotonic()
         signal = self.signal_of(doc, source, verdicts)
         with self._lock:
             if signal:
                 self._signals[container_id] = (now, signal)
-            if source != "stats":
-                return []
+            if source != kinds.STATS.name:
+                return NOTHING
             cpu = _custom_container(doc).get("cpu") or {}  # the stats source's figures beyond ECS (ecs.py)
             cores = cpu.get("cores", 0.0)
             high = self.is_high(cores, cpu.get("limit_cores"), ((doc.get("shipper") or {}).get("host") or {}).get(
@@ -196,9 +211,9 @@ class MiningDetector(Detector):
             high = self._high[container_id]
             remembered = self._signals.get(container_id)
         if high < self.config.sustained_samples or not remembered or now - remembered[0] > self.config.signal_memory:
-            return []
-        return [self.info.verdict(f"Crypto-mining in container {_container_name(doc)}: {cores:.2f} cores for "
-                                  f"{high} samples, and {remembered[1]}")]
+            return NOTHING
+        return Observation((self.info.verdict(f"Crypto-mining in container {_container_name(doc)}: {cores:.2f} cores "
+                                              f"for {high} samples, and {remembered[1]}"),))
 
 
 # ---------------------------------------------------------------- anomaly
@@ -221,6 +236,7 @@ class _ImageModel:
     samples: list[list[float]] = field(default_factory=list)
     forest: Any = None
     trained_on: int = 0
+    training: bool = False  # a thread is fitting the forest, outside the lock
 
 
 class AnomalyDetector(Detector):
@@ -242,37 +258,50 @@ class AnomalyDetector(Detector):
 
     def observe(self, doc, source, container_id, verdicts=()):
         if not container_id:
-            return []
-        if source == "processes":
+            return NOTHING
+        if source == kinds.PROCESSES.name:
             with self._lock:
                 now = time.monotonic()
                 self._first_seen.setdefault(container_id, now)
                 self._spawns[container_id].append(now)
-            return []
-        if source != "stats":
-            return []
+            return NOTHING
+        if source != kinds.STATS.name:
+            return NOTHING
         image = ((doc.get("container") or {}).get("image") or {}).get("name") or "unknown"
         vector = self._vector(doc, container_id)
+        model = self._model(image)
+        samples = None
         with self._lock:
-            model = self._models.get(image) or self._load(image)
-            if model.forest is None:
+            forest, trained_on = model.forest, model.trained_on
+            if forest is None:
                 model.samples.append(vector)
-                if len(model.samples) >= self.config.warmup_samples:
-                    self._train(model)
-                return []
-            forest = model.forest
+                if not model.training and len(model.samples) >= self.config.warmup_samples:
+                    model.training, samples = True, list(model.samples)
+        if forest is None:
+            if samples is not None:
+                self._train(model, samples)
+            return NOTHING
         score = float(-forest.score_samples([vector])[0])
-        doc.setdefault("shipper", {})["anomaly"] = {"score": round(score, 3), "model": image,
-                                                    "features": dict(zip(FEATURES, vector))}
+        added = {"anomaly": {"score": round(score, 3), "model": image, "features": dict(zip(FEATURES, vector))}}
         with self._lock:
             streak = self._high[container_id] = self._high[container_id] + 1 if score >= self.config.threshold else 0
         if streak < self.config.consecutive:
-            return []  # one odd sample is noise (a health check, a log rotation); a burst lasts
-        return [self.info.verdict(
+            return Observation(fields=added)  # one odd sample is noise (a health check, a log rotation); a burst lasts
+        return Observation((self.info.verdict(
             f"Anomalous resource use in container {_container_name(doc)}: score {score:.2f} >= "
             f"{self.config.threshold:g} for {streak} samples against the baseline of {image} "
-            f"({model.trained_on} samples); "
-            + ", ".join(f"{k}={v:g}" for k, v in zip(FEATURES, vector)), risk_score=round(score * 100, 1))]
+            f"({trained_on} samples); "
+            + ", ".join(f"{k}={v:g}" for k, v in zip(FEATURES, vector)), risk_score=round(score * 100, 1)),), added)
+
+    def _model(self, image: str) -> _ImageModel:
+        """The image's model: known, reloaded from disk (read outside the lock), or a new one."""
+        with self._lock:
+            model = self._models.get(image)
+        if model is None:
+            loaded = self._load(image)
+            with self._lock:
+                model = self._models.setdefault(image, loaded)
+        return model
 
     def _vector(self, doc: dict[str, Any], container_id: str) -> list[float]:
         container = _custom_container(doc)  # the stats source's figures beyond ECS (ecs.py)
@@ -296,19 +325,29 @@ class AnomalyDetector(Detector):
             round(per_minute, 1),
         ]
 
-    def _train(self, model: _ImageModel) -> None:
+    def _train(self, model: _ImageModel, samples: list[list[float]]) -> None:
+        """Fit on a copy of the samples, outside the lock (seconds of CPU a source thread must not
+        wait for), then swap the forest in under it."""
+        try:
+            forest = self._fit(samples)
+        except BaseException:
+            with self._lock:
+                model.training = False  # the next sample tries again
+            raise
+        with self._lock:
+            model.forest, model.trained_on, model.samples, model.training = forest, len(samples), [], False
+        log.info("anomaly model trained", extra={"image": model.image, "samples": model.trained_on})
+        self._save(model)
+
+    def _fit(self, samples: list[list[float]]) -> Any:
         import numpy as np
         from sklearn.ensemble import IsolationForest
 
         rng = np.random.default_rng(0)
-        base = np.asarray(model.samples, dtype=float)
+        base = np.asarray(samples, dtype=float)
         scale = np.asarray(TOLERANCE)
         jittered = np.concatenate([base + rng.normal(0, 1, base.shape) * scale for _ in range(8)])
-        forest = IsolationForest(n_estimators=self.config.trees, random_state=0).fit(jittered)
-        model.forest, model.trained_on = forest, len(model.samples)
-        model.samples = []
-        log.info("anomaly model trained", extra={"image": model.image, "samples": model.trained_on})
-        self._save(model)
+        return IsolationForest(n_estimators=self.config.trees, random_state=0).fit(jittered)
 
     # ------------------------------------------------------------ persistence
 
@@ -330,7 +369,7 @@ class AnomalyDetector(Detector):
 
     def _load(self, image: str) -> _ImageModel:
         """The image's model as saved by an earlier run, or an empty one that starts its warm-up."""
-        model = self._models[image] = _ImageModel(image)
+        model = _ImageModel(image)
         path = self._path(image)
         if path is None or not path.exists():
             return model

@@ -19,6 +19,7 @@ import docker.errors
 
 from ..containers import ContainerCache
 from ..images import ImageChecker
+from .. import kinds
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, close_quietly
 
@@ -59,7 +60,7 @@ def _timestamp(event: dict[str, Any]) -> str:
 
 
 class DockerEventsSource(Source):
-    name = "docker_events"
+    name = kinds.DOCKER_EVENTS.name
 
     def __init__(self, client: docker.DockerClient, cache: ContainerCache, images: ImageChecker | None = None):
         self.client = client
@@ -103,7 +104,7 @@ class DockerEventsSource(Source):
         actor = raw.get("Actor") or {}
         attributes = actor.get("Attributes") or {}
         fields: dict[str, Any] = {
-            "event": {"kind": "event", "module": "docker", "dataset": "shipper.docker_events", "action": action},
+            "event": {"kind": "event", "module": "docker", "dataset": kinds.DOCKER_EVENTS.dataset, "action": action},
             "message": f"{kind} {full_action} {attributes.get('name', actor.get('ID', ''))}".strip(),
             "docker": {"event": {"type": kind, "action": full_action, "attributes": attributes}},
         }

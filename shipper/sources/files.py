@@ -35,6 +35,7 @@ from watchdog.events import (DirCreatedEvent, DirDeletedEvent, DirMovedEvent, Fi
 from watchdog.observers import Observer
 
 from ..containers import Watched
+from .. import kinds
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, iso_time, parse_docker_time
 
@@ -88,7 +89,7 @@ class _Handler(FileSystemEventHandler):
 
 
 class FilesSource(Source):
-    name = "files"
+    name = kinds.FILES.name
 
     def __init__(self, watched: Watched, *, host_paths: Sequence[str] = (),
                  exclude: Sequence[str] = (), hash_max_bytes: int = 1 << 20, max_watches: int = 50_000,
@@ -319,7 +320,7 @@ class FilesSource(Source):
             own["during_startup"] = True
         fields: dict[str, Any] = {
             "event": {"kind": "event", "category": ["file"], "type": _ACTIONS[action], "action": action,
-                      "module": "shipper", "dataset": "shipper.files"},
+                      "module": "shipper", "dataset": kinds.FILES.dataset},
             "message": f"file {action.replace('_', ' ')}: {pending.path}"
                        + (f" (from {pending.previous})" if pending.previous else "")
                        + (f" -> {target}" if target else ""),

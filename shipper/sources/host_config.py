@@ -11,13 +11,13 @@ from typing import Any
 import docker
 import docker.errors
 
-from .. import hostaudit
+from .. import hostaudit, kinds
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, close_quietly, iso_time
 
 log = logging.getLogger(__name__)
 
-NAME = "host_config"
+NAME = kinds.HOST_CONFIG.name
 
 
 def audit_event(client: docker.DockerClient, proc_root: str = "/proc", config_file: str | None = None,
@@ -31,7 +31,7 @@ def audit_event(client: docker.DockerClient, proc_root: str = "/proc", config_fi
         timestamp=iso_time(now),
         source=NAME,
         fields={
-            "event": {"kind": "event", "module": "docker", "dataset": f"shipper.{NAME}", "category": ["configuration"],
+            "event": {"kind": "event", "module": "docker", "dataset": kinds.HOST_CONFIG.dataset, "category": ["configuration"],
                       "type": ["info"], "action": "engine-audit"},
             "message": hostaudit.summary(engine),
             "shipper": {"engine": engine},

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..containers import Watched
+from .. import kinds
 from ..model import Event, event_id
 from . import procfs
 from .base import Batch, Emit, Source, iso_time, parse_docker_time, poll
@@ -68,7 +69,7 @@ class _Track:
 
 
 class ProcessesSource(Source):
-    name = "processes"
+    name = kinds.PROCESSES.name
 
     def __init__(self, watched: Watched, *, interval: float = 0.5, network: bool = True, realtime: bool = True,
                  audit: bool = False, proc_root: str = "/proc", cgroup_root: str = "/sys/fs/cgroup",
@@ -240,12 +241,12 @@ class ProcessesSource(Source):
             fields["shipper"] = {"file": own}
         fields.update(
             event={"kind": "event", "category": ["file"], "type": types, "action": action, "module": "shipper",
-                   "dataset": "shipper.files"},
+                   "dataset": kinds.FILES.dataset},
             message=f"file {action.replace('_', ' ')}: {item.path} ({detail}, by {process.get('name')})",
             file=file,
         )
         return Event(id=event_id("files", item.container_id, item.path, action, item.audit.serial, f"{item.at:.3f}"),
-                     timestamp=iso_time(item.at), source="files", fields=fields, container_id=item.container_id)
+                     timestamp=iso_time(item.at), source=kinds.FILES.name, fields=fields, container_id=item.container_id)
 
     # ------------------------------------------------------------ sampling
 
@@ -361,7 +362,7 @@ class ProcessesSource(Source):
             process["parent"] = parent
         fields: dict[str, Any] = {
             "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "process_started",
-                      "module": "shipper", "dataset": "shipper.processes"},
+                      "module": "shipper", "dataset": kinds.PROCESSES.dataset},
             "message": f"process started: {command_line}"[:2000],
             "process": {k: v for k, v in process.items() if v is not None},
         }
@@ -492,14 +493,14 @@ class ProcessesSource(Source):
         who = f" by {owner.get('name')} ({owner.get('command_line', '')[:200]})" if owner else ""
         fields: dict[str, Any] = {
             "event": {"kind": "event", "category": ["network"], "type": ["start"], "action": "packet_socket_opened",
-                      "module": "shipper", "dataset": "shipper.network"},
+                      "module": "shipper", "dataset": kinds.NETWORK.dataset},
             "message": f"packet socket opened{who}",
             "shipper": {"network": {"socket_family": "packet"}},
         }
         if owner:
             fields["process"] = {k: v for k, v in owner.items() if v is not None}
         return Event(id=event_id("network", container_id, "packet", pid, inode or f"{at:.6f}"), timestamp=iso_time(at),
-                     source="network", fields=fields, container_id=container_id)
+                     source=kinds.NETWORK.name, fields=fields, container_id=container_id)
 
     def _inbound(self, track: _Track, row: procfs.TcpRow) -> bool:
         """Who connected to whom: the side on a (once) listening port, or the side without an ephemeral port, served."""
@@ -532,7 +533,7 @@ class ProcessesSource(Source):
             message = f"{'inbound' if inbound else 'outbound'} tcp {client[0]}:{client[1]} -> {server[0]}:{server[1]} ({row.state})"
         fields: dict[str, Any] = {
             "event": {"kind": "event", "category": ["network"], "type": types, "action": action,
-                      "module": "shipper", "dataset": "shipper.network"},
+                      "module": "shipper", "dataset": kinds.NETWORK.dataset},
             "message": message,
             **ends,
             "network": {"transport": "tcp", "type": row.family, "direction": "ingress" if inbound else "egress",
@@ -544,7 +545,7 @@ class ProcessesSource(Source):
             id=event_id("network", container_id, row.family, row.local, row.remote, row.state if row.state == "LISTEN" else "",
                         row.inode),
             timestamp=iso_time(time.time()),
-            source="network",
+            source=kinds.NETWORK.name,
             fields=fields,
             container_id=container_id,
         )

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from ..containers import Watched
+from .. import kinds
 from ..model import Event, event_id
 from .base import Emit, Source, close_quietly, iso_time, poll
 
@@ -84,7 +85,7 @@ class StatsSource(Source):
     its next 1 s collection tick, so polling 50 containers in turn would take 50 s), read
     by a small thread each; every `interval` the latest sample of each becomes an event."""
 
-    name = "stats"
+    name = kinds.STATS.name
 
     def __init__(self, watched: Watched, *, interval: float = 10.0):
         self.watched = watched
@@ -172,7 +173,7 @@ class StatsSource(Source):
             source=self.name,
             fields={
                 "event": {"kind": "metric", "category": ["host"], "type": ["info"], "action": "stats",
-                          "module": "shipper", "dataset": "shipper.stats"},
+                          "module": "shipper", "dataset": kinds.STATS.dataset},
                 "message": f"cpu {fields['cpu']['cores']:.2f} cores, memory {fields['memory']['usage'] >> 20} MiB, "
                            f"{fields['pids']} pids",
                 "container": fields,

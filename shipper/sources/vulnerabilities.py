@@ -25,12 +25,13 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from .. import kinds
 from ..model import Event, event_id
 from .base import Batch, Emit, Source, iso_time
 
 log = logging.getLogger(__name__)
 
-NAME = "vulnerability"
+NAME = kinds.VULNERABILITY.name
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def finding_fields(report: dict[str, Any], result: dict[str, Any], vulnerability
     message = (f"{vuln_id} ({severity}) in {package['name']} {package['version']}"
                f"{f' (fixed in {fixed})' if fixed else ' (no fix yet)'} of image {image}, {result.get('Target', '')}")
     return {
-        "event": {"kind": "event", "module": "trivy", "dataset": f"shipper.{NAME}", "category": ["vulnerability"],
+        "event": {"kind": "event", "module": "trivy", "dataset": kinds.VULNERABILITY.dataset, "category": ["vulnerability"],
                   "type": ["info"], "action": "vulnerability-found"},
         "message": message,
         "vulnerability": ecs_vulnerability,

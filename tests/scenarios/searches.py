@@ -17,6 +17,7 @@ from elasticsearch import Elasticsearch, helpers
 from shipper.detect.engine import BUILTIN_RULES, judged_categories
 from shipper.detect.sigma import load_rules
 from shipper.kibana import category_searches, rule_query
+from shipper.kinds import SOURCE_OF_DATASET
 from shipper.model import Event
 
 
@@ -27,10 +28,7 @@ def _ids(es: Elasticsearch, index: str, lucene: str) -> set[str]:
 
 def _source_of(doc: dict) -> str:
     dataset = doc.get("event", {}).get("dataset", "")
-    return {"shipper.docker_logs": "docker_logs", "shipper.docker_events": "docker_events",
-            "shipper.processes": "processes", "shipper.network": "network", "shipper.files": "files",
-            "shipper.stats": "stats", "shipper.host_config": "host_config",
-            "shipper.vulnerability": "vulnerability"}.get(dataset, dataset)
+    return SOURCE_OF_DATASET.get(dataset, dataset)
 
 
 def _flagged(doc: dict) -> set[str]:
