@@ -46,7 +46,7 @@ def stages(path: Path, lines: int) -> dict[str, float]:
     lookup = {CONTAINER: meta}.get
     engine = RulesEngine.from_paths([], lookup)
     writer = DocumentWriter("default", lookup)
-    documents = JsonFileDocuments(writer, lookup, engine.log_prefilter(), template_event)
+    documents = JsonFileDocuments(writer, lookup, lambda: engine.log_prefilter, template_event)
     data = path.read_bytes()
     out = {}
 
@@ -54,7 +54,7 @@ def stages(path: Path, lines: int) -> dict[str, float]:
     body = data.lower()
     out["lower the chunk"] = time.perf_counter_ns() - started
     started = time.perf_counter_ns()
-    documents.prefilter(body)
+    documents.prefilter()(body)
     out["prefilter (Aho-Corasick over the chunk)"] = time.perf_counter_ns() - started
 
     chain = jsonfile.JsonFileChain(str(path), max_message_length=1 << 20)

@@ -132,7 +132,7 @@ def run(config: Config) -> int:
     if config.detection.enabled:
         engine = RulesEngine.from_config(config.detection, cache.get, metrics=metrics, model_dir=state / "models")
     writer = DocumentWriter(config.elasticsearch.namespace, cache.get)
-    documents = JsonFileDocuments(writer, cache.get, engine.log_prefilter() if engine else None, template_event)
+    documents = JsonFileDocuments(writer, cache.get, lambda: engine.log_prefilter if engine else None, template_event)
     notifier = WebhookNotifier(config.webhook, metrics, cache.get).start() if config.webhook.enabled else None
     pipeline = Pipeline(
         sources=build_sources(config, client, cache, metrics, documents),

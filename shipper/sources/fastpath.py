@@ -45,6 +45,7 @@ ENTRY_OVERHEAD = len(b'{"log":"\\n","stream":"","time":""}\n')
 URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 Prefilter = Any  # detect.prefilter.LogPrefilter: lowered bytes -> positions of possible rule hits
+CurrentPrefilter = Callable[[], Prefilter | None]  # the one in force now (it follows rule changes)
 
 
 STREAMS = frozenset({b"stdout", b"stderr"})
@@ -85,7 +86,7 @@ class ContainerDocuments:
     """Documents of one container's log lines, rendered from a template."""
 
     def __init__(self, writer: DocumentWriter, meta: ContainerMeta | None, container_id: str, path: str,
-                 make_event: Callable[..., Event], prefilter: Prefilter | None):
+                 make_event: Callable[..., Event], prefilter: CurrentPrefilter):
         self.meta = meta
         self.prefilter = prefilter
         self.ids: list[bytes] = []  # digests until take(): ids are encoded per batch
@@ -116,17 +117,17 @@ class ContainerDocuments:
                 partial: Callable[[], bool]) -> None:
         """Every whole line of `body` (starting at file offset `offset`): a document here, or `slow(start, raw)`
         (which may leave a partial message open: `partial()`)."""
-        prefilter = self.prefilter
+        prefilter = self.prefilter()
         if self.template is None or (prefilter is not None and prefilter.every_line):
             for raw in body.split(b"\n")[:-1]:
                 slow(offset, raw)
                 offset += len(raw) + 1
             return
-        if not partial() and self._whole_chunk(body, offset, limit):
+        if not partial() and self._whole_chunk(body, offset, limit, prefilter):
             return
         self._line_by_line(body, offset, limit, prefilter(body.lower()) if prefilter is not None else [], slow, partial)
 
-    def _whole_chunk(self, body: bytes, offset: int, limit: int) -> bool:
+    def _whole_chunk(self, body: bytes, offset: int, limit: int, prefilter: Prefilter | None) -> bool:
         """The usual chunk, every line a plain json-file entry: the fields cut out of the whole chunk at
         once (at its quotes), documents and ids made by C loops (map/zip). False, having done nothing,
         for any other chunk."""
@@ -150,7 +151,7 @@ class ContainerDocuments:
             joined = joined.replace(b"\x01", b'\\"')
         if joined.translate(None, PLAIN_ASCII) and not _plain_json_text(joined):
             return False
-        if self.prefilter is not None and self.prefilter(joined.lower()):
+        if prefilter is not None and prefilter(joined.lower()):
             return False  # a line a rule may flag: line by line
         messages = joined.split(b"\0")
         if max(map(len, messages)) > limit:
@@ -218,7 +219,7 @@ class JsonFileDocuments:
     """The fast path's shared parts: the writer, the rules' prefilter, and one renderer per container."""
 
     def __init__(self, writer: DocumentWriter, containers: Callable[[str], Any],
-                 prefilter: Prefilter | None, make_event: Callable[..., Event]):
+                 prefilter: CurrentPrefilter, make_event: Callable[..., Event]):
         self.writer = writer
         self.containers = containers
         self.prefilter = prefilter

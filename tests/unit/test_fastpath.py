@@ -176,7 +176,7 @@ def test_fast_and_full_path_give_the_same_documents_and_verdicts(log_file, monke
     monkeypatch.setattr(docker_logs, "_now", lambda: "2026-11-29T04:00:00.000000000Z")  # malformed lines' time
     engine, writer = engine_and_writer()
     full, full_alerts, full_position, _ = read_all(log_file, engine, writer, None)
-    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, engine.log_prefilter(), template_event)
+    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, lambda: engine.log_prefilter, template_event)
     fast, fast_alerts, fast_position, rendered = read_all(log_file, engine, writer, documents)
 
     assert rendered > 500, "the fast path rendered (almost) nothing"
@@ -188,11 +188,28 @@ def test_fast_and_full_path_give_the_same_documents_and_verdicts(log_file, monke
     assert fast_position == full_position
 
 
+def test_a_rule_enabled_while_running_is_in_the_prefilter_at_once(log_file, monkeypatch):
+    monkeypatch.setattr(jsonfile, "READ_SIZE", 4096)
+    monkeypatch.setattr(docker_logs, "_now", lambda: "2026-11-29T04:00:00.000000000Z")
+    rules, problems = load_rules([Path(jsonfile.__file__).resolve().parents[1] / "rules" / "log_crypto_miner.yml"])
+    assert not problems
+    lookup = {CONTAINER: meta()}.get
+    engine, writer = RulesEngine([], lookup), DocumentWriter("default", lookup)
+    documents = JsonFileDocuments(writer, lookup, lambda: engine.log_prefilter, template_event)
+    _, alerts, _, _ = read_all(log_file, engine, writer, documents)
+    assert not alerts
+    assert engine.enable_rule(rules[0])
+    _, alerts, _, _ = read_all(log_file, engine, writer, documents)
+    full_engine = RulesEngine(rules, lookup)
+    _, full_alerts, _, _ = read_all(log_file, full_engine, writer, None)
+    assert alerts == full_alerts and len(alerts) >= 3
+
+
 def test_prefilter_flags_every_line_a_rule_matches():
     rules, problems = load_rules([Path(jsonfile.__file__).resolve().parents[1] / "rules"])
     assert not problems
     engine = RulesEngine(rules)
-    prefilter = engine.log_prefilter()
+    prefilter = engine.log_prefilter
     assert not prefilter.every_line and prefilter.literals
     for text in ("xmrig", "SYN Stealth Scan", "\u017ftarting nmap", "NICEHASH"):
         assert prefilter(docker_escape(text.encode()).lower()), text
@@ -219,7 +236,7 @@ def test_sigmahq_keyword_rules_keep_a_prefilter():
     if not SIGMAHQ.is_dir():
         pytest.skip(f"SigmaHQ corpus not found at {SIGMAHQ}")
     engine, _ = engine_and_writer([SIGMAHQ])
-    prefilter = engine.log_prefilter()
+    prefilter = engine.log_prefilter
     log_rules = list(engine.by_category["container_log"])
     assert len(log_rules) > 2
     assert not prefilter.every_line, prefilter.forcing
