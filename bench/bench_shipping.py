@@ -9,8 +9,9 @@ Needs the test bed (scripts/testbed.sh up). Writes bench/results/shipping.json a
 - backlog: the lines are already on disk when the shipper starts (from scratch, no
   checkpoint); docs/s = lines / time until the last one is acknowledged, CPU seconds
   per million docs and peak RSS of the shipper process.
-- `--driver` picks the containers' log driver, both read from disk: json-file or
-  local (protobuf entries; rotated files compressed).
+- `--driver` picks the containers' log driver, both read from disk: json-file or local
+  (protobuf entries; rotated files compressed). The baseline reads json-file only, so a
+  local run is compared with the json-file run of the same invocation instead.
 - live: containers write at a fixed rate while the shipper runs; the fake endpoint
   samples every 50th document's `@timestamp` on arrival, giving p50/p99 delay from a
   line's timestamp to its acknowledgement.
@@ -34,7 +35,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -44,11 +45,6 @@ from docker.types import LogConfig
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("SHIPPER_TEST_IMAGE", "shipper-testbed/busybox:1")
 PAD = "x" * 110  # ~150-byte lines with the prefix
-
-
-def log_config(driver: str, max_size: str) -> LogConfig:
-    # the local driver compresses rotated files by default, which needs max-file >= 2
-    return LogConfig(type=driver, config={"max-size": max_size, "max-file": "1" if driver == "json-file" else "2"})
 
 
 def free_port() -> int:
@@ -108,13 +104,18 @@ def serve_fake_bulk(port: int, delays_path: str) -> None:
 
 def _parse(stamp: str) -> float:
     seconds, _, fraction = stamp.rstrip("Z").partition(".")
-    return datetime.fromisoformat(seconds).replace(tzinfo=timezone.utc).timestamp() + float("0." + (fraction or "0"))
+    return datetime.fromisoformat(seconds).replace(tzinfo=UTC).timestamp() + float("0." + (fraction or "0"))
 
 
 # ------------------------------------------------------------------ workload
 
 
-def write_backlog(client, label: str, lines: int, containers: int, driver: str) -> list:
+def log_config(driver: str, max_size: str) -> LogConfig:
+    # the local driver compresses rotated files by default, which needs max-file >= 2
+    return LogConfig(type=driver, config={"max-size": max_size, "max-file": "1" if driver == "json-file" else "2"})
+
+
+def write_backlog(client, label: str, lines: int, containers: int, driver: str = "json-file") -> list:
     per = lines // containers
     made = []
     for n in range(containers):
@@ -128,7 +129,7 @@ def write_backlog(client, label: str, lines: int, containers: int, driver: str) 
     return made
 
 
-def start_live(client, label: str, rate: int, seconds: int, containers: int, driver: str) -> list:
+def start_live(client, label: str, rate: int, seconds: int, containers: int, driver: str = "json-file") -> list:
     """Containers writing `rate` lines/s in all for `seconds`, labelled like the backlog ones."""
     per_container = rate // containers // 10  # lines per 0.1 s
     rounds = seconds * 10
@@ -145,16 +146,30 @@ def start_live(client, label: str, rate: int, seconds: int, containers: int, dri
 
 
 class Shipper:
-    def __init__(self, hosts: str, label: str, state: Path):
+    def __init__(self, hosts: str, label: str, state: Path, namespace: str, *extra: str):
         self.port = free_port()
         command = [sys.executable, "-m", "shipper", "run", "--log-format", "json"]
         for setting in (f"elasticsearch.hosts={hosts}", f"state.directory={state}", f"monitor.port={self.port}",
-                        f"elasticsearch.namespace=bench{label}", "sources.docker_events.enabled=false",
-                        f"sources.docker_logs.include.labels=shipper.bench={label}"):
+                        f"elasticsearch.namespace={namespace}", "sources.docker_events.enabled=false",
+                        f"sources.docker_logs.include.labels=shipper.bench={label}", *extra):
             command += ["--set", setting]
         self.log = open(state.parent / "shipper.log", "ab")
         self.started = time.monotonic()
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.ready_cpu = 0.0
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """Until the monitor answers (imports done, rules loaded, sources starting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError("shipper exited; see its log") from None
+                time.sleep(0.05)
+        raise RuntimeError("shipper never answered on its monitor port")
 
     def metric(self, name: str) -> float:
         try:
@@ -169,7 +184,10 @@ class Shipper:
     def wait_out(self, expected: int, timeout: float = 900) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.metric("shipper_events_out_total") >= expected:
+            out = self.metric("shipper_events_out_total")
+            if not self.ready_cpu and out:
+                self.ready_cpu = self.cpu_seconds()  # start-up and the first batch: a fixed cost, not per document
+            if out >= expected:
                 return time.monotonic() - self.started
             if self.process.poll() is not None:
                 raise RuntimeError("shipper exited; see its log")
@@ -180,6 +198,12 @@ class Shipper:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
         return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
 
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -192,54 +216,104 @@ class Shipper:
         self.process.wait(120)
 
 
+# ------------------------------------------------------------------ the yardstick
+
+
+def run_baseline(hosts: str, index: str, made: list) -> dict:
+    """bench/baseline_loop.py over the same files and endpoint: wall time, its own CPU and peak RSS."""
+    files = []
+    for container in made:
+        container.reload()
+        files.append(f"{container.id}={container.attrs['LogPath']}")
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_loop.py"), hosts, index, *files])
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise RuntimeError(f"baseline loop failed ({process.returncode})")
+    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def fake_endpoint(work: Path, name: str) -> tuple[subprocess.Popen, str, Path]:
+    port = free_port()
+    delays_path = work / f"delays-{name}.json"
+    fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port), str(delays_path)])
+    time.sleep(1)
+    return fake, f"http://127.0.0.1:{port}", delays_path
+
+
+def stop_fake(fake: subprocess.Popen, delays_path: Path) -> list[float]:
+    fake.send_signal(signal.SIGTERM)
+    fake.wait(30)
+    return json.loads(delays_path.read_text()) if delays_path.exists() else []
+
+
+def delete_es(hosts: str, names: list[str]) -> None:
+    for name in names:
+        for path in (f"/_data_stream/{name}", f"/{name}"):
+            try:
+                urllib.request.urlopen(urllib.request.Request(hosts + path, method="DELETE"), timeout=60).read()
+            except OSError:
+                pass
+
+
 # ------------------------------------------------------------------ phases
 
 
 def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int,
-               driver: str) -> dict:
+               runs: int, driver: str = "json-file") -> dict:
+    """`runs` rounds of (shipper, baseline) on the same backlog, alternating which goes first."""
     work = Path(tempfile.mkdtemp(prefix=f"shipper-bench-{target}-"))
-    fake = None
-    delays_path = work / "delays.json"
-    if target == "fake":
-        port = free_port()
-        fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port), str(delays_path)])
-        hosts = f"http://127.0.0.1:{port}"
-        time.sleep(1)
-    else:
-        hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
     label = uuid.uuid4().hex[:8]
     made = []
+    fake = None
+    rounds = []
     try:
         print(f"[{target}] writing {lines} {driver} lines from {containers} containers ...", flush=True)
         made += write_backlog(client, label, lines, containers, driver)
-        state = work / "state"
-        shipper = Shipper(hosts, label, state)
-        elapsed = shipper.wait_out(lines)
-        result = {
-            "target": target, "driver": driver, "lines": lines, "containers": containers,
-            "backlog_seconds": round(elapsed, 2),
-            "docs_per_second": round(lines / elapsed),
-            "cpu_seconds_per_million": round(shipper.cpu_seconds() / lines * 1e6, 2),
-            "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
-        }
-        print(f"[{target}] backlog: {result}", flush=True)
-        if target == "fake":
-            shipper.stop()
-            live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
-            made += start_live(client, label, live_rate, live_seconds, containers, driver)
-            shipper = Shipper(hosts, label, state)  # same checkpoint: only the new lines, as they come
-            for container in made[-containers:]:
-                container.wait(timeout=600)
-            shipper.wait_out(live_lines)
-            fake.send_signal(signal.SIGTERM)
-            fake.wait(30)
-            fake = None
-            delays = json.loads(delays_path.read_text())
-            live = delays[-(len(delays) * live_lines // (lines + live_lines)):] if delays else []
-            if live:
-                qs = statistics.quantiles(live, n=100)
-                result.update(live_rate=live_rate, delay_p50_ms=round(qs[49] * 1000, 1), delay_p99_ms=round(qs[98] * 1000, 1))
-        shipper.stop()
+        for number in range(runs):
+            if target == "fake":
+                fake, hosts, delays_path = fake_endpoint(work, f"backlog-{number}")
+            else:
+                hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
+            namespace, baseline_index = f"bench{label}{number}", f"bench-baseline-{label}-{number}"
+            measured = {}
+            order = ("shipper", "baseline") if number % 2 == 0 else ("baseline", "shipper")
+            for who in order if driver == "json-file" else ("shipper",):
+                if who == "baseline":
+                    base = run_baseline(hosts, baseline_index, made)
+                    measured.update(baseline_docs_per_second=lines / base["seconds"],
+                                    baseline_cpu_seconds_per_million=base["cpu"] / lines * 1e6,
+                                    baseline_peak_rss_mb=base["rss_mb"])
+                    continue
+                state = work / f"state-{number}"
+                shipper = Shipper(hosts, label, state, namespace)
+                try:
+                    elapsed = shipper.wait_out(lines)
+                    measured.update(docs_per_second=lines / elapsed,
+                                    cpu_seconds_per_million=shipper.cpu_seconds() / lines * 1e6,
+                                    peak_rss_mb=shipper.peak_rss_mb(), startup_cpu_seconds=shipper.ready_cpu)
+                finally:
+                    shipper.stop()
+            if fake is not None:
+                stop_fake(fake, delays_path)
+                fake = None
+            else:
+                delete_es(hosts, [f"logs-shipper.events-{namespace}", baseline_index])
+            if "baseline_docs_per_second" in measured:
+                measured["cpu_ratio_to_baseline"] = (measured["cpu_seconds_per_million"]
+                                                     / measured["baseline_cpu_seconds_per_million"])
+                measured["docs_ratio_to_baseline"] = measured["docs_per_second"] / measured["baseline_docs_per_second"]
+            if target == "fake" and live_rate:
+                measured["live_p99_ms"], measured["live_p50_ms"] = run_live(client, work, label, number, live_rate,
+                                                                            live_seconds, containers, made, driver)
+            rounds.append({k: round(v, 3) for k, v in measured.items()})
+            print(f"[{target}] round {number}: {rounds[-1]}", flush=True)
+        result = {"target": target, "driver": driver, "lines": lines, "containers": containers, "runs": len(rounds)}
+        for key in rounds[0]:
+            result[key] = round(statistics.median(r[key] for r in rounds), 3 if "ratio" in key else 1)
+        result["rounds"] = rounds
         return result
     finally:
         for container in made:
@@ -248,26 +322,120 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
             fake.kill()
 
 
-def write_report(results: list[dict]) -> None:
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
+def run_live(client, work: Path, label: str, number: int, live_rate: int, live_seconds: int, containers: int,
+             made: list, driver: str = "json-file") -> tuple[float, float]:
+    """Containers write `live_rate` lines/s while a running shipper ships them: delay line -> endpoint."""
+    fake, hosts, delays_path = fake_endpoint(work, f"live-{number}")
+    live_label = f"{label}live{number}"
+    shipper = Shipper(hosts, live_label, work / f"state-live-{number}", f"bench{live_label}")
+    try:
+        shipper.wait_ready()
+        live_lines = live_rate // containers // 10 * containers * 10 * live_seconds
+        made += start_live(client, live_label, live_rate, live_seconds, containers, driver)
+        for container in made[-containers:]:
+            container.wait(timeout=600)
+        shipper.wait_out(live_lines)
+    finally:
+        shipper.stop()
+        delays = stop_fake(fake, delays_path)
+    qs = statistics.quantiles(delays, n=100)
+    return qs[98] * 1000, qs[49] * 1000
+
+
+def run_idle(client, count: int, seconds: int, files: bool) -> dict:
+    """`count` idle containers followed by every source (logs, processes, files, stats): CPU and RSS at rest."""
+    work = Path(tempfile.mkdtemp(prefix="shipper-bench-idle-"))
+    label = uuid.uuid4().hex[:8]
+    made = []
+    fake, hosts, delays_path = fake_endpoint(work, "idle")
+    try:
+        for n in range(count):
+            made.append(client.containers.run(
+                IMAGE, ["sh", "-c", "echo started; sleep 3600"], detach=True, init=True, network_mode="none",
+                labels={"shipper.bench": label}, name=f"shipper-bench-{label}-idle-{n}",
+                log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+            ))
+        extra = [f"docker.include.labels=shipper.bench={label}"] + ([] if files else ["sources.files.enabled=false"])
+        shipper = Shipper(hosts, label, work / "state", f"bench{label}idle", *extra)
+        try:
+            shipper.wait_ready()
+            shipper.wait_out(count)  # each container's "started" line
+            time.sleep(20)  # the start-up walks of the upper layers, the first samples
+            cpu, started = shipper.cpu_seconds(), time.monotonic()
+            time.sleep(seconds)
+            busy = (shipper.cpu_seconds() - cpu) / (time.monotonic() - started)
+            result = {"idle_containers": count, "files_source": files, "cpu_percent_of_one_core": round(100 * busy, 2),
+                      "rss_mb": round(shipper.rss_mb(), 1), "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
+                      "containers_followed": shipper.metric("shipper_containers_followed")}
+        finally:
+            shipper.stop()
+        log_text = (work / "shipper.log").read_text(errors="replace")
+        result["inotify_warnings"] = log_text.count("inotify")
+        print(f"[idle] {result}", flush=True)
+        return result
+    finally:
+        stop_fake(fake, delays_path)
+        for container in made:
+            container.remove(force=True)
+
+
+def save(key: str, value) -> str:
+    """Set `key` in bench/results/shipping.json, keeping the other keys; returns the header line."""
+    path = ROOT / "bench" / "results" / "shipping.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.loads(path.read_text()) if path.exists() else {}
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    payload = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine, "results": results}
-    (out / "shipping.json").write_text(json.dumps(payload, indent=2) + "\n")
-    rows = ["| target | log driver | lines | containers | docs/s | CPU-s per 1M docs | peak RSS MB | live p50 / p99 delay |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for r in results:
-        delay = f"{r['delay_p50_ms']} / {r['delay_p99_ms']} ms at {r['live_rate']} lines/s" if "delay_p50_ms" in r else "n/a"
-        rows.append(f"| {r['target']} | {r.get('driver', 'json-file')} | {r['lines']:,} | {r['containers']} | "
-                    f"{r['docs_per_second']:,} | "
-                    f"{r['cpu_seconds_per_million']} | {r['peak_rss_mb']} | {delay} |")
-    section = (f"<!-- shipping:start -->\nMeasured {payload['date']} on {machine} "
-               f"(`bench/bench_shipping.py`, raw figures in `bench/results/shipping.json`).\n\n" + "\n".join(rows) + "\n<!-- shipping:end -->")
+    date = datetime.now(UTC).isoformat(timespec="seconds")
+    payload.setdefault("dates", {})[key] = date
+    payload.update({"machine": machine, key: value})
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return (f"Measured {date} on {machine} (`bench/bench_shipping.py`; raw figures in "
+            f"`bench/results/shipping.json`, `{key}`).")
+
+
+def write_section(marker: str, text: str) -> None:
     doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text()
-    start, end = text.index("<!-- shipping:start -->"), text.index("<!-- shipping:end -->") + len("<!-- shipping:end -->")
-    doc.write_text(text[:start] + section + text[end:])
-    print("\n".join(rows))
+    content = doc.read_text()
+    start_mark, end_mark = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    start, end = content.index(start_mark), content.index(end_mark) + len(end_mark)
+    doc.write_text(content[:start] + f"{start_mark}\n{text}\n{end_mark}" + content[end:])
+    print(text)
+
+
+def write_report(results: list[dict]) -> None:
+    header = save("results", results)
+    rows = ["| target | log driver | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) "
+            "| CPU ratio | docs/s ratio | peak RSS MB | live p50 / p99 |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in results:
+        live = f"{r['live_p50_ms']:.0f} / {r['live_p99_ms']:.0f} ms" if "live_p99_ms" in r else "n/a"
+        base_docs = f" ({r['baseline_docs_per_second']:,.0f})" if "baseline_docs_per_second" in r else ""
+        base_cpu = f" ({r['baseline_cpu_seconds_per_million']})" if "baseline_cpu_seconds_per_million" in r else ""
+        rows.append(f"| {r['target']} | {r.get('driver', 'json-file')} | {r['lines']:,} | {r['containers']} | "
+                    f"{r['docs_per_second']:,.0f}{base_docs} | {r['cpu_seconds_per_million']}{base_cpu} | "
+                    f"{r.get('cpu_ratio_to_baseline', 'n/a')} | {r.get('docs_ratio_to_baseline', 'n/a')} | "
+                    f"{r['peak_rss_mb']} | {live} |")
+    write_section("shipping", f"{header} Medians of {results[0]['runs']} alternating rounds of the shipper and "
+                              f"`bench/baseline_loop.py` on the same files and endpoint.\n\n" + "\n".join(rows))
+
+
+def write_scale(results: list[dict]) -> None:
+    header = save("scale", results)
+    rows = ["| logging containers | docs/s | CPU-s per 1M docs | baseline docs/s | CPU ratio | peak RSS MB |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    rows += [f"| {r['containers']} | {r['docs_per_second']:,.0f} | {r['cpu_seconds_per_million']} | "
+             f"{r['baseline_docs_per_second']:,.0f} | {r['cpu_ratio_to_baseline']} | {r['peak_rss_mb']} |"
+             for r in results]
+    write_section("shipping-scale", header + "\n\n" + "\n".join(rows))
+
+
+def write_idle(results: list[dict]) -> None:
+    header = save("idle", results)
+    rows = ["| idle containers | files source | CPU % of one core | RSS MB | peak RSS MB | inotify warnings |",
+            "| ---: | --- | ---: | ---: | ---: | ---: |"]
+    rows += [f"| {r['idle_containers']} | {'on' if r['files_source'] else 'off'} | {r['cpu_percent_of_one_core']} | "
+             f"{r['rss_mb']} | {r['peak_rss_mb']} | {r['inotify_warnings']} |" for r in results]
+    write_section("shipping-idle", header + "\n\n" + "\n".join(rows))
 
 
 def main() -> None:
@@ -280,15 +448,34 @@ def main() -> None:
     parser.add_argument("--target", choices=["fake", "es", "both"], default="both")
     parser.add_argument("--live-rate", type=int, default=20_000, help="lines/s written in the live phase")
     parser.add_argument("--live-seconds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3, help="alternating rounds of shipper and baseline")
     parser.add_argument("--driver", choices=["json-file", "local", "both"], default="json-file",
-                        help="the containers' log driver")
+                        help="the containers' log driver (the baseline runs beside json-file only)")
+    parser.add_argument("--no-report", action="store_true", help="print, do not write results or docs")
+    parser.add_argument("--scale", type=int, nargs="*", help="instead: one round (no live phase) per container count")
+    parser.add_argument("--idle", type=int, nargs="*", help="instead: idle containers, all sources on")
+    parser.add_argument("--idle-seconds", type=int, default=60)
+    parser.add_argument("--files-up-to", type=int, default=40,
+                        help="with --idle: the files source off above this many containers (inotify instances: 2 each, "
+                             "128 per user on this host)")
     args = parser.parse_args()
     client = docker.from_env()
+    if args.idle:
+        idle = [run_idle(client, count, args.idle_seconds, count <= args.files_up_to) for count in args.idle]
+        print(json.dumps(idle, indent=2)) if args.no_report else write_idle(idle)
+        return
+    if args.scale:
+        scale = [run_target(client, "fake", args.lines, count, 0, 0, 1) for count in args.scale]
+        print(json.dumps(scale, indent=2)) if args.no_report else write_scale(scale)
+        return
     targets = ["fake", "es"] if args.target == "both" else [args.target]
     drivers = ["json-file", "local"] if args.driver == "both" else [args.driver]
-    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, d)
+    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs, d)
                for t in targets for d in drivers]
-    write_report(results)
+    if args.no_report:
+        print(json.dumps(results, indent=2))
+    else:
+        write_report(results)
 
 
 if __name__ == "__main__":

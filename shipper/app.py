@@ -28,7 +28,8 @@ from .sinks.webhook import WebhookNotifier
 from .sinks.spool import Spool
 from .sources.base import Source
 from .sources.docker_events import DockerEventsSource
-from .sources.docker_logs import DockerLogsSource
+from .sources.docker_logs import DockerLogsSource, template_event
+from .sources.fastpath import JsonFileDocuments
 from .sources.files import FilesSource
 from .sources.host_config import HostConfigSource
 from .sources.vulnerabilities import VulnerabilitiesSource
@@ -68,7 +69,7 @@ class StateLock:
 
 
 def build_sources(config: Config, client: docker.DockerClient, cache: ContainerCache,
-                  metrics: Metrics | None = None) -> list[Source]:
+                  metrics: Metrics | None = None, documents: JsonFileDocuments | None = None) -> list[Source]:
     sources: list[Source] = []
     watched = Watched(client, cache, Selector.of(config.docker.include, config.docker.exclude))
     logs = config.sources.docker_logs
@@ -78,7 +79,7 @@ def build_sources(config: Config, client: docker.DockerClient, cache: ContainerC
             client, cache, selector=selector, mode=logs.mode, root_dir=config.docker.root_dir,
             batch_size=config.pipeline.batch_max_docs, batch_bytes=config.pipeline.batch_max_bytes,
             max_message_length=logs.max_message_length,
-            poll_interval=logs.poll_interval, start_at=logs.start_at, metrics=metrics,
+            poll_interval=logs.poll_interval, start_at=logs.start_at, metrics=metrics, documents=documents,
         ))
     if config.sources.docker_events.enabled:
         sources.append(DockerEventsSource(client, cache, images=image_checker(config, client)))
@@ -147,13 +148,15 @@ def run(config: Config) -> int:
     engine = None
     if config.detection.enabled:
         engine = RulesEngine.from_config(config.detection, cache.get, metrics=metrics, model_dir=state / "models")
+    writer = DocumentWriter(config.elasticsearch.namespace, cache.get)
+    documents = JsonFileDocuments(writer, cache.get, lambda: engine.log_prefilter if engine else None, template_event)
     notifier = WebhookNotifier(config.webhook, metrics, cache.get).start() if config.webhook.enabled else None
     pipeline = Pipeline(
-        sources=build_sources(config, client, cache, metrics),
+        sources=build_sources(config, client, cache, metrics, documents),
         sink=make_sink(config, metrics),
         spool=spool,
         checkpoints=Checkpoints(state / "checkpoints.json"),
-        writer=DocumentWriter(config.elasticsearch.namespace, cache.get),
+        writer=writer,
         metrics=metrics,
         process=engine.process if engine else None,
         notifiers=(notifier,) if notifier else (),

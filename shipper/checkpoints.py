@@ -30,6 +30,12 @@ class Checkpoints:
         except orjson.JSONDecodeError as exc:
             raise ShipperError(f"{self.path}: checkpoint file is corrupt ({exc}); move it away to start over") from exc
 
+    @property
+    def empty(self) -> bool:
+        """Nothing was ever acknowledged from this state directory (a first start)."""
+        with self._lock:
+            return not any(self._positions.values())
+
     def get(self, source: str) -> dict[str, Any]:
         with self._lock:
             return copy.deepcopy(self._positions.get(source, {}))

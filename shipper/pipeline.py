@@ -70,7 +70,8 @@ class Pipeline:
                                    stopping=self._stopping)
         # After a start the sources re-read from their last checkpoint: what they send this
         # soon may have been indexed before the stop or crash, so the sink checks it by id.
-        self._resend_until = time.monotonic() + settings.resend_check_seconds
+        # A first start (no checkpoint) re-reads nothing: no lookups then.
+        self._resend_until = 0.0 if checkpoints.empty else time.monotonic() + settings.resend_check_seconds
         self.replay_backoff = Backoff(base=0.5, cap=5.0)  # between attempts to replay the spool's head
 
     # ------------------------------------------------------------ lifecycle
@@ -146,13 +147,16 @@ class Pipeline:
         counter = self.metrics.events_in.labels(source.name)
 
         def emit(batch: Batch) -> None:
-            counter.inc(len(batch.events))
+            counter.inc(len(batch.events) + len(batch.bodies))
             for event in batch.events:
                 relocate(event.fields)
             batch = self.process(batch)
             for notifier in self.notifiers:
                 notifier.offer(batch.events)
-            self._to_deliver.put((self.writer.encode(batch.events), batch))
+            encoded = self.writer.encode(batch.events)
+            if batch.ids:  # already encoded by the source (the json-file fast path)
+                encoded.extend(Documents(batch.ids, batch.bodies))
+            self._to_deliver.put((encoded, batch))
 
         try:
             source.run(emit, self.checkpoints.get(source.name))

@@ -22,6 +22,7 @@ from ..errors import ConfigError
 from ..model import Event, Verdict
 from ..sources.base import Batch
 from .policy import Allowlist, Throttle
+from .prefilter import LogPrefilter
 from .sigma import Fields, Rule, RuleSet, load_rules
 from .stateful import AnomalyDetector, Detector, MiningDetector, PortScanDetector
 
@@ -97,6 +98,7 @@ class RulesEngine:
         self._containers = containers
         self._detectors: tuple[Detector, ...] = tuple(detectors)
         self._writing = threading.Lock()  # writers only: two changes at once must not lose one
+        self._log_prefilter: tuple[RuleSet | None, LogPrefilter] | None = None
         self.allowlist = allowlist or Allowlist(())
         self.throttle = throttle or Throttle(0)
 
@@ -124,6 +126,21 @@ class RulesEngine:
         return cls.from_paths([Path(p) for p in detection.rules], containers, builtin=detection.builtin_rules,
                               metrics=metrics, detectors=detectors, allowlist=Allowlist(detection.exceptions),
                               throttle=Throttle(detection.throttle_seconds))
+
+    @property
+    def log_prefilter(self) -> LogPrefilter:
+        """Which raw log lines the log rules in force could flag (the json-file fast path takes the others
+        as unflagged). Built again when the log rules change: a published RuleSet never changes."""
+        rules = self._by_category.get(kinds.CONTAINER_LOG.name)
+        built = self._log_prefilter
+        if built is None or built[0] is not rules:
+            prefilter = LogPrefilter(rules or ())
+            if prefilter.every_line:
+                log.warning("a log rule names no literal its message must hold (a regex, a number, another "
+                            "field): every log line takes the full path, at several times the CPU",
+                            extra={"rules": prefilter.forcing})
+            built = self._log_prefilter = (rules, prefilter)
+        return built[1]
 
     @property
     def by_category(self) -> Mapping[str, RuleSet]:

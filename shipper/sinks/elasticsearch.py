@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from itertools import chain, repeat
 from typing import Any
 
 import elastic_transport
 from elasticsearch import ApiError, Elasticsearch
-from elasticsearch.serializer import OrjsonSerializer
+from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from ..config import Config, ElasticsearchConfig
 from ..metrics import Metrics
@@ -32,12 +33,21 @@ log = logging.getLogger(__name__)
 BULK_FILTER = "errors,items.*.status,items.*.error"
 
 
+class _ReadyNdjson(NdjsonSerializer):
+    """A bulk body we joined ourselves goes out as it is: the stock serializer copies it twice."""
+
+    def dumps(self, data: Any) -> bytes:
+        if isinstance(data, bytes) and data.endswith(b"\n"):
+            return data
+        return super().dumps(data)
+
+
 def make_client(config: ElasticsearchConfig) -> Elasticsearch:
     kwargs: dict[str, Any] = {
         "request_timeout": config.request_timeout,
         "max_retries": max(1, len(config.hosts) - 1),  # try another node, not the same one again
         "retry_on_timeout": True,
-        "serializer": OrjsonSerializer(),
+        "serializers": {"application/json": OrjsonSerializer(), "application/x-ndjson": _ReadyNdjson()},
         "verify_certs": config.verify_certs,
     }
     if config.api_key:
@@ -90,7 +100,9 @@ def _chunks(documents: Documents, max_docs: int, max_bytes: int) -> list[tuple[i
 
 
 def bulk_body(ids: list[bytes], bodies: list[bytes]) -> bytes:
-    return b"".join([b'{"create":{"_id":"' + i + b'"}}\n' + b + b"\n" for i, b in zip(ids, bodies)])
+    """`{"create":{"_id":...}}` and the document, each on its line: one join, each document copied once."""
+    return b"".join(chain.from_iterable(zip(repeat(b'{"create":{"_id":"'), ids, repeat(b'"}}\n'), bodies,
+                                            repeat(b"\n"), strict=False)))
 
 
 class ElasticsearchSink(Sink):

@@ -21,12 +21,15 @@ class Batch:
     """Events from one source, and the read positions to checkpoint once they are acknowledged.
 
     `positions` maps a key (container id, ...) to the position after the last event
-    of this batch for that key; None means "forget this key".
+    of this batch for that key; None means "forget this key". `ids` and `bodies` are
+    documents already encoded (the json-file fast path): `_id` and JSON object each.
     """
 
     source: str
     events: list[Event]
     positions: dict[str, Any] = field(default_factory=dict)
+    ids: list[bytes] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
 
 Emit = Callable[[Batch], None]

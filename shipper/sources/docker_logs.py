@@ -31,6 +31,7 @@ from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
+from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
 
@@ -99,6 +100,12 @@ def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver:
     )
 
 
+def template_event(container_id: str, path: str, time_: str, stream: str, text: str, offset: int) -> Event:
+    """A line's event from its parts: what the fast path renders its per-container template from."""
+    return _line_event(container_id, IdPrefix(container_id), path, Line(offset, 0, time_, stream, text, False, False),
+                       "json-file")
+
+
 def _now() -> str:
     return nano_time(int(time.time()) * NANOS)
 
@@ -123,6 +130,7 @@ class DockerLogsSource(Source):
         poll_interval: float = 0.05,
         start_at: str = "beginning",
         metrics: Any = None,
+        documents: JsonFileDocuments | None = None,
     ):
         self.client = client
         self.cache = cache
@@ -136,6 +144,7 @@ class DockerLogsSource(Source):
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
         self.start_at_end = start_at == "end"
+        self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
         self._events_stream: Any = None  # the engine's event stream, closed from another thread
         self._changes: queue.SimpleQueue = queue.SimpleQueue()
@@ -271,27 +280,41 @@ class DockerLogsSource(Source):
     def _read_round(self, emit: Emit) -> bool:
         """One pass over the followed containers; True when the batch filled up."""
         events: list[Event] = []
+        doc_ids: list[bytes] = []
+        bodies: list[bytes] = []
         moved: dict[str, Any] = {}
         for container_id, follower in list(self._followed.items()):
             if container_id in self._dormant:
                 continue
+            room = self.batch_size - len(events) - len(bodies)
+            rendered = 0
             if isinstance(follower, _ApiFollower):
-                got = follower.drain(self.batch_size - len(events))
+                got = follower.drain(room)
             else:
-                lines = follower.read(self.batch_size - len(events), self.batch_bytes)
+                docs = (self.documents.for_container(container_id, follower.base)
+                        if self.documents is not None and isinstance(follower, JsonFileChain) else None)
+                if docs is not None:
+                    lines = follower.read(room, self.batch_bytes, docs)
+                else:
+                    lines = follower.read(room, self.batch_bytes)
                 got = self._line_events(container_id, follower, lines)
-            if got:
+                if docs is not None and len(docs):
+                    more_ids, more_bodies = docs.take()
+                    doc_ids += more_ids
+                    bodies += more_bodies
+                    rendered = len(more_bodies)
+            if got or rendered:
                 events.extend(got)
                 moved[container_id] = follower.position
             elif container_id in self._stopping:
                 last = self._settle(container_id, moved)
                 if last:
                     events.extend(self._line_events(container_id, follower, last))
-            if len(events) >= self.batch_size:
+            if len(events) + len(bodies) >= self.batch_size:
                 break
-        if events or moved:
-            emit(Batch(self.name, events, moved))
-        return len(events) >= self.batch_size
+        if events or bodies or moved:
+            emit(Batch(self.name, events, moved, ids=doc_ids, bodies=bodies))
+        return len(events) + len(bodies) >= self.batch_size
 
     def _line_events(self, container_id: str, follower: Any, lines: list[Line]) -> list[Event]:
         ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
@@ -318,6 +341,8 @@ class DockerLogsSource(Source):
         if action == "destroy":
             self._followed.pop(container_id).close()
             self.cache.forget(container_id)
+            if self.documents is not None:
+                self.documents.forget(container_id)
             moved[container_id] = None  # its files are gone: nothing to resume
         else:
             self._dormant.add(container_id)

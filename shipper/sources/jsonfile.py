@@ -18,13 +18,16 @@ import logging
 import os
 import threading
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
 
+from .fastpath import ContainerDocuments
+
 log = logging.getLogger(__name__)
 
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 18  # about 1,700 lines of 150 bytes: a batch's worth, not several
 HEAD_SIZE = 1 << 17  # one JSON entry is at most 16 KiB of text, escaped
 
 
@@ -98,6 +101,7 @@ class JsonFileChain:
 
     def __init__(self, base: str, *, max_message_length: int, position: dict | None = None, start_at_end: bool = False):
         self.base = base
+        self._current: _OpenFile | None = None
         self.max_message_length = max_message_length
         self._files: deque[_OpenFile] = deque()
         self._open_inodes: set[int] = set()
@@ -219,17 +223,20 @@ class JsonFileChain:
 
     # ------------------------------------------------------------ reading
 
-    def read(self, max_lines: int, max_bytes: int = 8 << 20) -> list[Line]:
-        """Whole messages available now: about `max_lines` or `max_bytes` of file at most."""
+    def read(self, max_lines: int, max_bytes: int = 8 << 20, fast: ContainerDocuments | None = None) -> list[Line]:
+        """Whole messages available now: about `max_lines` or `max_bytes` of file at most.
+
+        With `fast`, the lines it can render become documents there; only the others are returned.
+        """
         self.discover()
         out: list[Line] = []
         consumed = 0
-        while self._files and len(out) < max_lines and consumed < max_bytes:
+        while self._files and len(out) + (len(fast) if fast is not None else 0) < max_lines and consumed < max_bytes:
             current = self._files[0]
             chunk = current.handle.read(READ_SIZE)
             if chunk:
                 consumed += len(chunk)
-                self._consume(current, chunk, out)
+                self._consume(current, chunk, out, fast)
                 continue
             # End of this file. A newer file exists, so Docker will not write here again.
             with self._lock:
@@ -248,48 +255,60 @@ class JsonFileChain:
             break
         return out
 
-    def _consume(self, current: _OpenFile, chunk: bytes, out: list[Line]) -> None:
+    def _consume(self, current: _OpenFile, chunk: bytes, out: list[Line], fast: ContainerDocuments | None) -> None:
         start = current.offset - len(self._leftover)
         data = self._leftover + chunk if self._leftover else chunk
         current.offset += len(chunk)
-        pieces = data.split(b"\n")
-        self._leftover = pieces.pop()
-        inode = current.inode
+        cut = data.rfind(b"\n") + 1
+        self._leftover = data[cut:]
+        self._current = current
+        if fast is not None:
+            fast.consume(data[:cut], start, self.max_message_length,
+                         lambda offset, raw: self._entry(offset, raw, out), lambda: bool(self._partial))
+            return
         offset = start
-        limit = self.max_message_length
-        for raw in pieces:
-            line_start = offset
+        for raw in data[:cut].split(b"\n")[:-1]:
+            self._entry(offset, raw, out)
             offset += len(raw) + 1
-            if not raw:
-                continue
-            try:
-                entry = orjson.loads(raw)
-                text = entry["log"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                out.append(Line(line_start, inode, "", "unknown", raw.decode("utf-8", "replace"), False, True))
-                continue
-            if not self._partial and text.endswith("\n"):
-                truncated = len(text) > limit + 1
-                out.append(Line(line_start, inode, entry["time"], entry["stream"],
-                                text[:limit] if truncated else text[:-1], truncated, False))
-                continue
-            # Part of a message Docker split at 16 KiB.
-            if not self._partial:
-                self._partial_inode = inode
-                self._partial_digest = current.digest
-                self._partial_start = line_start
-                self._partial_time = entry["time"]
-                self._partial_stream = entry["stream"]
-            if self._partial_length <= limit:
-                self._partial.append(text)
-            self._partial_length += len(text)
-            if text.endswith("\n"):
-                whole = "".join(self._partial)
-                truncated = self._partial_length > limit + 1
-                out.append(Line(self._partial_start, self._partial_inode, self._partial_time, self._partial_stream,
-                                whole[:limit] if truncated else whole[:-1], truncated, False))
-                self._partial = []
-                self._partial_length = 0
+
+    def _entry(self, line_start: int, raw: bytes, out: list[Line]) -> None:
+        """One json-file entry of the file being read, starting at `line_start`, onto `out` (or into a partial)."""
+        if not raw:
+            return
+        current = self._current
+        assert current is not None  # set by _consume before any entry
+        inode = current.inode
+        limit = self.max_message_length
+        try:
+            entry = orjson.loads(raw)
+            text = entry["log"]
+            if not isinstance(text, str):
+                raise TypeError("log is not a string")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            out.append(Line(line_start, inode, "", "unknown", raw.decode("utf-8", "replace"), False, True))
+            return
+        if not self._partial and text.endswith("\n"):
+            truncated = len(text) > limit + 1
+            out.append(Line(line_start, inode, entry["time"], entry["stream"],
+                            text[:limit] if truncated else text[:-1], truncated, False))
+            return
+        # Part of a message Docker split at 16 KiB.
+        if not self._partial:
+            self._partial_inode = inode
+            self._partial_digest = current.digest
+            self._partial_start = line_start
+            self._partial_time = entry["time"]
+            self._partial_stream = entry["stream"]
+        if self._partial_length <= limit:
+            self._partial.append(text)
+        self._partial_length += len(text)
+        if text.endswith("\n"):
+            whole = "".join(self._partial)
+            truncated = self._partial_length > limit + 1
+            out.append(Line(self._partial_start, self._partial_inode, self._partial_time, self._partial_stream,
+                            whole[:limit] if truncated else whole[:-1], truncated, False))
+            self._partial = []
+            self._partial_length = 0
 
     def close(self) -> None:
         self._closed = True
