@@ -29,7 +29,7 @@ import statistics
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shipper.config import DetectionConfig
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--engine-only", action="store_true", help="no sampling run (needs no test bed)")
     args = parser.parse_args()
     payload = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "engine": engine_throughput(args.events),
         "engine_sigmahq": engine_throughput(args.events, [args.sigmahq]) if args.sigmahq.is_dir() else None,

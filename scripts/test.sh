@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (run as root). With no arguments: install, run the unit tests
+# The test command (run as root). With no arguments: install, lint (ruff, mypy), run the unit tests
 # cut off from any Docker engine and Elasticsearch (they must not need them), bring the
 # test bed up, run the integration and scenario tests, bring the bed down; exit non-zero
 # if any stage failed.
@@ -22,7 +22,7 @@ stage() { # name command...
 # network namespace of their own with only loopback, so nothing on the host answers.
 unit_isolated() { # pytest args...
     local pytest=(env DOCKER_HOST=unix:///nonexistent/docker.sock ES_URL=http://127.0.0.1:1
-                  .venv/bin/python -m pytest -p no:cacheprovider "$@")
+                  .venv/bin/python -m pytest -p no:cacheprovider -n auto "$@")
     if unshare -n true 2>/dev/null; then
         unshare -n sh -c 'ip link set lo up 2>/dev/null; exec "$@"' sh "${pytest[@]}"
     else
@@ -45,7 +45,7 @@ if ((only_unit == 1)); then
     exit
 fi
 if (($# == 0)); then
-    lint=0
+    stage lint scripts/lint.sh; lint=$?
     stage unit unit_isolated tests/unit; unit=$?
     set -- tests/integration tests/scenarios
 else

@@ -7,8 +7,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import docker
 
@@ -16,7 +17,7 @@ from .checkpoints import Checkpoints
 from .config import Config
 from .containers import BothSelectors, ContainerCache, Selector, Watched
 from .detect.engine import RulesEngine
-from .document import DocumentWriter, events_stream
+from .document import DocumentWriter
 from .errors import ConfigError, Problem, ServiceUnavailable, ShipperError
 from .images import ImageChecker, ImagePolicy
 from .metrics import Metrics, MonitorServer
@@ -24,17 +25,17 @@ from .pipeline import Pipeline
 from .private import open_private, prepare_state_directory
 from .sinks.elasticsearch import ElasticsearchSink
 from .sinks.logstash import LogstashSink
-from .sinks.webhook import WebhookNotifier
 from .sinks.spool import Spool
+from .sinks.webhook import WebhookNotifier
 from .sources.base import Source
 from .sources.docker_events import DockerEventsSource
 from .sources.docker_logs import DockerLogsSource, template_event
 from .sources.fastpath import JsonFileDocuments
 from .sources.files import FilesSource
 from .sources.host_config import HostConfigSource
-from .sources.vulnerabilities import VulnerabilitiesSource
 from .sources.processes import ProcessesSource
 from .sources.stats import StatsSource
+from .sources.vulnerabilities import VulnerabilitiesSource
 
 log = logging.getLogger(__name__)
 

@@ -128,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
         "Convert every built-in rule to a Lucene query with pySigma's Elasticsearch backend, scoped to the "
         "events its category judges, and write one saved search per rule, the category searches (all alerts, "
         "processes, network and scans, crypto-mining, file tampering, misconfiguration, exec sessions, "
-        "host configuration, vulnerable running images, anomalies, dead letters), the data views and a dashboard to DIR/shipper.ndjson. With --check, "
+        "host configuration, vulnerable running images, anomalies, dead letters), the data views and a dashboard "
+        "to DIR/shipper.ndjson. With --check, "
         "write nothing and exit 1 if DIR/shipper.ndjson differs from what would be written.",
     )
     generate.add_argument("--out", default="kibana", metavar="DIR", help="directory (default: kibana)")
@@ -190,7 +191,7 @@ def _setup(args: argparse.Namespace, config: Config) -> int:
     except TransportError as exc:  # no answer at all (an answer with an error status is a bug to see whole)
         raise ServiceUnavailable(f"setup failed talking to {', '.join(config.elasticsearch.hosts)}: {exc}") from exc
     except Exception as exc:
-        raise _refused(exc, config, SETUP_ROLE_HINT) or exc
+        raise (_refused(exc, config, SETUP_ROLE_HINT) or exc) from exc
     print("\n".join(report.lines()))
     if args.kibana:
         import os

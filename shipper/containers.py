@@ -46,7 +46,7 @@ class ContainerMeta:
     ecs: dict[str, Any] = field(repr=False)  # the ECS `container` object
 
     @classmethod
-    def from_inspect(cls, attrs: dict[str, Any]) -> "ContainerMeta":
+    def from_inspect(cls, attrs: dict[str, Any]) -> ContainerMeta:
         config = attrs.get("Config") or {}
         host_config = attrs.get("HostConfig") or {}
         labels = dict(config.get("Labels") or {})
@@ -187,7 +187,7 @@ class Selector:
     exclude_labels: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, include, exclude) -> "Selector":
+    def of(cls, include, exclude) -> Selector:
         """From the `include`/`exclude` sections of the config (ContainerMatch)."""
         return cls(tuple(include.names), tuple(include.images), tuple(include.labels),
                    tuple(exclude.names), tuple(exclude.images), tuple(exclude.labels))

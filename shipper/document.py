@@ -8,7 +8,8 @@ from objects built once per container and once per process.
 from __future__ import annotations
 
 import socket
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import orjson
 

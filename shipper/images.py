@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -78,14 +78,15 @@ class ImageChecker:
     def facts(self, reference: str, image_id: str | None = None, now: datetime | None = None) -> dict[str, Any]:
         """`shipper.image` for an image named `reference` (as the container or the pull named it)."""
         attrs = self.inspect(image_id or reference)
-        return image_facts(reference, attrs, self.policy, now or datetime.now(timezone.utc))
+        return image_facts(reference, attrs, self.policy, now or datetime.now(UTC))
 
 
 def image_facts(reference: str, attrs: dict[str, Any] | None, policy: ImagePolicy, now: datetime) -> dict[str, Any]:
     """The provenance facts of one image; `attrs` is its inspect answer (None when it is gone)."""
     digests = list((attrs or {}).get("RepoDigests") or [])
     # a bare id says nothing of origin: the image's own repo names do
-    origin = reference if not reference.startswith("sha256:") else next(iter(digests + list((attrs or {}).get("RepoTags") or [])), reference)
+    names = digests + list((attrs or {}).get("RepoTags") or [])
+    origin = reference if not reference.startswith("sha256:") else next(iter(names), reference)
     registry = registry_of(origin)
     facts: dict[str, Any] = {
         "reference": reference,

@@ -20,8 +20,9 @@ test (tests/unit/test_kinds.py) fails until they do.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 KW = "keyword"
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -23,7 +24,8 @@ class Metrics:
         self.events_in = Counter("shipper_events_in", "Events read, by source", ["source"], registry=r)
         self.events_out = Counter("shipper_events_out", "Events acknowledged by a sink (indexed or duplicate)", ["sink"], registry=r)
         self.bytes_out = Counter("shipper_bytes_out", "Bulk body bytes sent", ["sink"], registry=r)
-        self.duplicates = Counter("shipper_duplicates_avoided", "Items already indexed: answered 409, or found by id when re-sent", ["sink"], registry=r)
+        self.duplicates = Counter("shipper_duplicates_avoided", "Items already indexed: answered 409, or found by id when re-sent",
+                                  ["sink"], registry=r)
         self.resent_found = Counter("shipper_resent_already_indexed",
                                     "Re-sent items (spool replay, re-read after a start) skipped: their id was already "
                                     "in the data stream, in an older backing index than the one create checks", ["sink"],

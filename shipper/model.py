@@ -25,7 +25,7 @@ class Severity(enum.IntEnum):
     CRITICAL = 99
 
     @classmethod
-    def parse(cls, name: str) -> "Severity":
+    def parse(cls, name: str) -> Severity:
         return cls[name.upper()]
 
 

@@ -8,7 +8,7 @@ log lines, `State.StartedAt`, an image's `Created`); documents carry the same fo
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 NANOS = 1_000_000_000
 
@@ -29,7 +29,7 @@ def parse_time(text: str) -> float | None:
     except ValueError:
         return None
     if whole.tzinfo is None:
-        whole = whole.replace(tzinfo=timezone.utc)
+        whole = whole.replace(tzinfo=UTC)
     try:
         seconds = whole.timestamp()
     except (OverflowError, OSError, ValueError):
@@ -39,7 +39,7 @@ def parse_time(text: str) -> float | None:
 
 def iso_time(seconds: float) -> str:
     """Epoch seconds as RFC 3339 UTC with milliseconds, the form sampled events carry."""
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def nano_time(nanos: int) -> str:

@@ -7,9 +7,10 @@ ECS's flat definitions come from ../shared/corpora/ecs/ecs_flat.yml (not copied 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml

@@ -17,9 +17,19 @@ import re
 import re._parser as sre_parse
 from pathlib import Path
 
-from sigma.conditions import (ConditionAND, ConditionNOT, ConditionOR, ConditionValueExpression)
-from sigma.types import (SigmaBool, SigmaCasedString, SigmaCIDRExpression, SigmaExists, SigmaExpansion, SigmaNull,
-                         SigmaNumber, SigmaRegularExpression, SigmaString, SpecialChars)
+from sigma.conditions import ConditionAND, ConditionNOT, ConditionOR, ConditionValueExpression
+from sigma.types import (
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SpecialChars,
+)
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "sigmahq" / "rules" / "linux"
 CATEGORIES = {"process_creation": "processes", "file_event": "files", "network_connection": "network"}

@@ -11,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from .. import kinds
 from ..config import DetectionConfig
@@ -104,7 +105,7 @@ class RulesEngine:
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path], containers=None, *, builtin: bool = True, metrics=None,
-                   **policy) -> "RulesEngine":
+                   **policy) -> RulesEngine:
         rules, problems = load_rules(([BUILTIN_RULES] if builtin else []) + list(paths))
         if problems:
             raise ConfigError(problems)
@@ -115,7 +116,7 @@ class RulesEngine:
 
     @classmethod
     def from_config(cls, detection: DetectionConfig, containers=None, *, metrics=None,
-                    model_dir: Path | None = None) -> "RulesEngine":
+                    model_dir: Path | None = None) -> RulesEngine:
         detectors: list[Detector] = []
         if detection.port_scan.enabled:
             detectors.append(PortScanDetector(detection.port_scan))

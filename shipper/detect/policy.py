@@ -13,7 +13,8 @@ import dataclasses
 import fnmatch
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..config import ExceptionConfig
 from ..model import Verdict

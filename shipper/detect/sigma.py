@@ -21,12 +21,12 @@ from __future__ import annotations
 import ipaddress
 import operator
 import re
-
-import yaml
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
+import yaml
 from sigma.conditions import (
     ConditionAND,
     ConditionFieldEqualsValueExpression,
@@ -38,19 +38,19 @@ from sigma.conditions import (
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 from sigma.types import (
-    SpecialChars,
     CompareOperators,
     SigmaBool,
     SigmaCasedString,
     SigmaCIDRExpression,
     SigmaCompareExpression,
-    SigmaExpansion,
     SigmaExists,
+    SigmaExpansion,
     SigmaFieldReference,
     SigmaNull,
     SigmaNumber,
     SigmaRegularExpression,
     SigmaString,
+    SpecialChars,
 )
 
 from ..errors import Problem
@@ -310,7 +310,7 @@ def compile_any(nodes: Iterable[Any], keyword_fields: tuple[str, ...] = KEYWORD_
     strings: dict[tuple[tuple[str, ...], bool], list[Any]] = {}
     patterns: dict[tuple[tuple[str, ...], bool], list[Any]] = {}  # strings with inner wildcards: regexes
     rest: list[Any] = []
-    for node in (branch for node in nodes for branch in or_branches(node)):
+    for node in (branch for each in nodes for branch in or_branches(each)):
         keyword = isinstance(node, ConditionValueExpression)
         if not keyword and not isinstance(node, ConditionFieldEqualsValueExpression):
             rest.append(node)

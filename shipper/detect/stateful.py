@@ -17,9 +17,10 @@ import threading
 import time
 import uuid
 from collections import Counter, OrderedDict, defaultdict, deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .. import kinds
 from ..config import AnomalyConfig, MiningConfig, PortScanConfig

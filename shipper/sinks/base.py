@@ -13,8 +13,9 @@ own bounded queue and never slow shipping down.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from ..model import Event
 
@@ -29,11 +30,11 @@ class Documents:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def extend(self, other: "Documents") -> None:
+    def extend(self, other: Documents) -> None:
         self.ids.extend(other.ids)
         self.bodies.extend(other.bodies)
 
-    def take(self, positions: Iterable[int]) -> "Documents":
+    def take(self, positions: Iterable[int]) -> Documents:
         """The documents at `positions`, in that order."""
         ids, bodies = self.ids, self.bodies
         picked = list(positions)
@@ -80,7 +81,7 @@ class Sink(abc.ABC):
         `resent`: these may have been delivered before (a spool replay, a re-read after
         a start); a sink that can tell which were may acknowledge them without sending."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a sink without connections to close needs nothing)
         pass
 
 
@@ -93,5 +94,5 @@ class Notifier(abc.ABC):
     def offer(self, events: list[Event]) -> None:
         """Take what is worth notifying from `events` (called on the sources' threads)."""
 
-    def close(self, timeout: float = 10.0) -> None:
+    def close(self, timeout: float = 10.0) -> None:  # noqa: B027 (a notifier without a thread needs nothing)
         pass

@@ -137,7 +137,7 @@ class ElasticsearchSink(Sink):
                 return delivery
             documents = documents.take(positions)
         ranges = _chunks(documents, self.max_docs, self.max_bytes)
-        for number, (start, end) in enumerate(ranges):
+        for start, end in ranges:
             try:
                 self._bulk(documents, start, end, index, delivery, positions)
             except _NoAnswer as exc:

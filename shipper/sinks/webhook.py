@@ -14,7 +14,8 @@ import queue
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -52,7 +53,7 @@ class WebhookNotifier(Notifier):
         self._backoff = Backoff()
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
 
-    def start(self) -> "WebhookNotifier":
+    def start(self) -> WebhookNotifier:
         self._thread.start()
         return self
 

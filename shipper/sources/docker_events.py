@@ -16,9 +16,9 @@ from typing import Any
 import docker
 import docker.errors
 
+from .. import kinds
 from ..containers import ContainerCache
 from ..images import ImageChecker
-from .. import kinds
 from ..model import Event, event_id
 from ..timefmt import NANOS, nano_time
 from .base import Batch, Emit, Source, close_quietly

@@ -7,8 +7,9 @@ container in its argv: what it forks belongs to that container, and so does ever
 descendant (a forked child inherits its parent's place), so even a process gone
 before anything of it could be read is placed. A process that is not a descendant
 of a runc we saw (started before the shipper) is placed by its cgroup when it
-execs. runc's own `runc init` is the runtime, not the workload, and is skipped. A second thread decides which containers are watched (that may
-ask the engine) and hands the execs on; between them, a bounded queue.
+execs. runc's own `runc init` is the runtime, not the workload, and is skipped. A
+second thread decides which containers are watched (that may ask the engine) and
+hands the execs on; between them, a bounded queue.
 
 For each exec in a watched container it reads /proc/<pid> at once (file
 descriptors, namespace pid, start time: what only the live process can tell) and
@@ -32,9 +33,9 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..private import open_private
 from . import netlink, procfs

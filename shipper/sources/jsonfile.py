@@ -18,7 +18,6 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..containers import Watched
 from .. import kinds
+from ..containers import Watched
 from ..model import Event, event_id
 from ..timefmt import iso_time, parse_time
 from . import procfs

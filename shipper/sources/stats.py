@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Any
 
-from ..containers import Watched
 from .. import kinds
+from ..containers import Watched
 from ..model import Event, event_id
 from ..timefmt import iso_time
 from .base import Emit, Source, close_quietly, poll

@@ -14,9 +14,10 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import docker
 import docker.errors
@@ -145,7 +146,7 @@ def report_events(report: dict[str, Any], path: Path, running: Iterable[RunningC
 
 
 class _Changed(FileSystemEventHandler):
-    def __init__(self, paths: "queue.Queue[Path]"):
+    def __init__(self, paths: queue.Queue[Path]):
         self.paths = paths
 
     def on_any_event(self, event: FileSystemEvent) -> None:

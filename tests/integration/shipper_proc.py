@@ -60,7 +60,7 @@ class ShipperProcess:
     def index(self) -> str:
         return f"logs-shipper.events-{self.namespace}"
 
-    def start(self) -> "ShipperProcess":
+    def start(self) -> ShipperProcess:
         command = [sys.executable, "-m", "shipper", "run", "--log-format", "json"]
         for setting in self.settings:
             command += ["--set", setting]
@@ -74,7 +74,7 @@ class ShipperProcess:
                 return self
             except OSError:
                 if self.process.poll() is not None:
-                    raise AssertionError(f"shipper exited with {self.process.returncode}:\n{self.log_tail()}")
+                    raise AssertionError(f"shipper exited with {self.process.returncode}:\n{self.log_tail()}") from None
                 time.sleep(0.2)
         raise AssertionError(f"shipper did not answer on its monitor port:\n{self.log_tail()}")
 

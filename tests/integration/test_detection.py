@@ -47,7 +47,8 @@ def test_misconfigured_container_start_is_judged(es, run_container, shippers):
         "Container shares a host namespace", "Container runs without seccomp or AppArmor confinement",
         "Container runs as root", "Container runs without memory, CPU or pids limits",
     }
-    doc = es.search(index=shipper.index, query={"bool": {"filter": [ALERTS, {"term": {"container.id": risky.id}}]}})["hits"]["hits"][0]["_source"]
+    query = {"bool": {"filter": [ALERTS, {"term": {"container.id": risky.id}}]}}
+    doc = es.search(index=shipper.index, query=query)["hits"]["hits"][0]["_source"]
     assert doc["rule"]["name"] == "Docker socket mounted into a container"  # the most severe verdict leads
     assert doc["event"]["severity"] == 99 and doc["threat"]["tactic"]["id"] == "TA0004"
     assert doc["threat"]["technique"]["id"] == "T1611"
@@ -92,7 +93,8 @@ def test_well_behaved_container_raises_nothing(es, run_container, shippers):
     assert count(es, shipper.index, query) == 50
     time.sleep(2)  # the exec and start events have had time to arrive too
     assert count(es, shipper.index, {"bool": {"filter": [{"term": {"container.id": calm.id}}, ALERTS]}}) == 0
-    assert count(es, shipper.index, {"bool": {"filter": [{"term": {"container.id": calm.id}}, {"term": {"event.action": "exec_start"}}]}}) == 1
+    execs = {"bool": {"filter": [{"term": {"container.id": calm.id}}, {"term": {"event.action": "exec_start"}}]}}
+    assert count(es, shipper.index, execs) == 1
 
 
 def test_privileged_container_is_judged(docker_client, test_image):

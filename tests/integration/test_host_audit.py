@@ -66,7 +66,8 @@ def second_engine(docker_client):
                 break
             except Exception:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"the second dockerd did not come up:\n{(home / 'dockerd.log').read_text()[-3000:]}")
+                    raise AssertionError(
+                        f"the second dockerd did not come up:\n{(home / 'dockerd.log').read_text()[-3000:]}") from None
                 time.sleep(0.3)
         yield {"url": url, "socket": socket_path, "port": port, "pid": process.pid, "home": home}
     finally:

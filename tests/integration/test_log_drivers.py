@@ -44,7 +44,7 @@ def syslog_receiver():
         while not stop.is_set():
             try:
                 received["datagrams"] += bool(sock.recv(65536))
-            except socket.timeout:
+            except TimeoutError:
                 continue
 
     thread = threading.Thread(target=drain, daemon=True)

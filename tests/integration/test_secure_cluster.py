@@ -72,7 +72,8 @@ def test_ships_over_verified_tls_as_a_create_only_user(secure_es, writer_passwor
 
 
 def test_unverified_certificate_is_refused_and_spooled(secure_es, writer_password, run_container, shippers):
-    shipper = shippers(f"elasticsearch.hosts={SECURE_URL}", *LOGS_ONLY, f"elasticsearch.username={WRITER}", env={"SHIPPER_ELASTICSEARCH__PASSWORD": writer_password}).start()
+    shipper = shippers(f"elasticsearch.hosts={SECURE_URL}", *LOGS_ONLY, f"elasticsearch.username={WRITER}",
+                       env={"SHIPPER_ELASTICSEARCH__PASSWORD": writer_password}).start()
     container = run_container(["sh", "-c", "seq 1 50"], labels=shipper.labels)
     assert container.wait(timeout=60)["StatusCode"] == 0
     shipper.wait_for_metric("shipper_spooled_events_total", 50, timeout=30)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from elasticsearch import helpers
 
@@ -38,7 +38,7 @@ def test_container_lines_round_trip_through_elasticsearch(run_container, es, es_
 
 
 def test_engine_reports_start_and_exec_events(run_container, docker_client):
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     container = run_container(["sleep", "300"])
     exit_code, output = container.exec_run(["echo", "exec-smoke"])
     assert (exit_code, output) == (0, b"exec-smoke\n")

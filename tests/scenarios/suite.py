@@ -198,7 +198,7 @@ class AlertPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "AlertPoller":
+    def start(self) -> AlertPoller:
         self._thread.start()
         return self
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from shipper.detect.sigma import rule_files
 from shipper.detect.engine import BUILTIN_RULES
+from shipper.detect.sigma import rule_files
 
 RULE = """\
 title: Test rule for lint
@@ -168,7 +168,8 @@ def test_run_with_a_monitor_port_that_is_taken(tmp_path):
         assert_one_line_error(shipper("run", "--set", f"state.directory={tmp_path / 'state'}", "--set",
                                       f"monitor.port={port}", "--set", "docker.include.labels=shipper.test.none=1",
                                       "--set", "elasticsearch.hosts=http://127.0.0.1:9", "--set",
-                                      "sources.processes.enabled=false", "--set", "sources.files.enabled=false"), 2, f"monitor 127.0.0.1:{port}", "monitor.port")
+                                      "sources.processes.enabled=false", "--set", "sources.files.enabled=false"),
+                  2, f"monitor 127.0.0.1:{port}", "monitor.port")
 
 
 def test_an_unreachable_elasticsearch():

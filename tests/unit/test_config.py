@@ -28,7 +28,8 @@ def test_every_problem_is_reported_with_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         load_config(path, env={})
     assert problems(excinfo) == [
-        f"{path}:2: elasticsearch.hostz: unknown key (known here: api_key, ca_file, hosts, namespace, password, request_timeout, username, verify_certs)",
+        f"{path}:2: elasticsearch.hostz: unknown key (known here: api_key, ca_file, hosts, namespace, password, "
+        "request_timeout, username, verify_certs)",
         f"{path}:3: elasticsearch.verify_certs: must be true or false, not a string 'maybe'",
         f"{path}:5: log.level: must be one of debug, info, warning, error, not 'loud'",
     ]

@@ -11,7 +11,6 @@ from shipper.document import DocumentWriter, deadletter_document
 from shipper.ecs import ECS_VERSION, relocate
 from shipper.es_setup import EVENT_FIELDS
 from shipper.model import Event
-
 from tests.ecs_check import categorization_problems, document_problems, template_problems
 
 

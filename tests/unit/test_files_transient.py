@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from watchdog.events import FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent
 
-from shipper.detect.stateful import MiningDetector
 from shipper.config import MiningConfig
+from shipper.detect.stateful import MiningDetector
 from shipper.sources.files import FilesSource, _Handler, _Root
 
 

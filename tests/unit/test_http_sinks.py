@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from shipper.config import LogstashConfig, WebhookConfig
+from shipper.delivery import Deliverer
 from shipper.document import DocumentWriter
 from shipper.metrics import Metrics
 from shipper.model import Event, Severity, Verdict
-from shipper.delivery import Deliverer
 from shipper.retry import Backoff
 from shipper.sinks.logstash import LogstashSink
 from shipper.sinks.spool import Spool

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from shipper.detect.engine import RulesEngine
 from shipper.images import ImagePolicy, image_facts, is_pinned, registry_allowed, registry_of
 from shipper.model import Event
 
-NOW = datetime(2026, 11, 29, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def attrs(user="", health=None, age_days=10, digests=()):

@@ -40,7 +40,7 @@ def test_audit_exec_joined_by_serial_and_complete_at_eoe():
     assembler = netlink.AuditAssembler()
     assert assembler.add(netlink.AUDIT_SYSCALL, SYSCALL) is None
     # hex-encoded argument (it holds a space), as auditd writes one
-    spaced = "sh -c x".encode().hex().upper()
+    spaced = b"sh -c x".hex().upper()
     assert assembler.add(netlink.AUDIT_EXECVE, f'audit(1795914350.981:11682): argc=4 a0="nc" a1="127.0.0.1" '
                                                f'a2="-e" a3={spaced}') is None
     assert assembler.add(netlink.AUDIT_CWD, 'audit(1795914350.981:11682): cwd="/tmp"') is None

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from logstash_pipeline_parser import Pipeline
+from logstash_pipeline_parser.tree import ParseError
 
 from shipper.es_setup import EVENT_FIELDS
 
@@ -91,9 +92,9 @@ def test_refused_documents_reach_the_deadletter_stream_and_409s_stay_quiet():
 
 def test_a_broken_pipeline_is_rejected():
     broken = SHIPPER_CONF.read_text().replace('port => 8080\n', 'port => 8080\n  }\n', 1)  # an extra brace
-    with pytest.raises(Exception):
+    with pytest.raises(ParseError):
         Pipeline(broken).parse()
-    with pytest.raises(Exception):
+    with pytest.raises(ParseError):
         Pipeline(SHIPPER_CONF.read_text().replace('action => "create"', 'action => "create', 1)).parse()
 
 

@@ -3,8 +3,6 @@
 import textwrap
 from pathlib import Path
 
-
-
 from shipper.cli import main
 from shipper.detect.sigma import load_rules
 from shipper.model import Severity
@@ -20,7 +18,7 @@ tags: [attack.execution, attack.t1059.004]
 detection:
 {detection}
 """
-IDS = ["7a3c6f0e-0000-4000-8000-00000000000%d" % i for i in range(10)]
+IDS = [f"7a3c6f0e-0000-4000-8000-00000000000{i}" for i in range(10)]
 
 
 def rule(tmp_path: Path, detection: str, name: str = "r.yml", rule_id: str = IDS[0], title: str = "t") -> Path:
@@ -140,7 +138,8 @@ def test_rules_test_shows_matches_and_why(tmp_path, capsys):
         condition: selection and not filter
     """)
     events = tmp_path / "events.jsonl"
-    events.write_text('{"process": {"name": "nc"}}\n{"process": {"name": "nc"}, "user": {"name": "backup"}}\n\n{"process": {"name": "ls"}}\n')
+    events.write_text('{"process": {"name": "nc"}}\n{"process": {"name": "nc"}, "user": {"name": "backup"}}\n\n'
+                      '{"process": {"name": "ls"}}\n')
     assert main(["rules", "test", str(path), "--events", str(events)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{events}:1: MATCH  (selection=yes, filter=no)"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from shipper.timefmt import iso_time, nano_time, parse_time
 
-EPOCH_2024 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+EPOCH_2024 = datetime(2024, 5, 1, 10, 0, 0, tzinfo=UTC).timestamp()
 
 
 @pytest.mark.parametrize("text, seconds", [
