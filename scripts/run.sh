@@ -32,7 +32,8 @@ export SHIPPER_ELASTICSEARCH__PASSWORD=${ES_PASSWORD:-} SHIPPER_ELASTICSEARCH__A
 
 .venv/bin/shipper setup "${settings[@]}"
 
-mkdir -p "$STATE"
+mkdir -p -m 0700 "$STATE"  # the shipper keeps it owner-only; its log below is private too
+(umask 077; : >>"$STATE/shipper.log")
 .venv/bin/shipper run "${settings[@]}" --log-format json >>"$STATE/shipper.log" 2>&1 &
 SHIPPER_PID=$!
 say "shipper running (pid $SHIPPER_PID), log: $STATE/shipper.log, status: .venv/bin/shipper status"

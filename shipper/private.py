@@ -24,7 +24,9 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 # What the shipper keeps in its state directory: a directory holding anything else is not
 # its own, and is never re-permissioned (state.directory=/var/lib would break the host).
-OWN_ENTRIES = frozenset({"lock", "spool", "models", "checkpoints.json", "checkpoints.tmp", "audit-settings.json"})
+# shipper.log: where scripts/run.sh sends the shipper's own log
+OWN_ENTRIES = frozenset({"lock", "spool", "models", "checkpoints.json", "checkpoints.tmp", "audit-settings.json",
+                         "shipper.log"})
 _FLAGS = {
     "wb": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
     "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
