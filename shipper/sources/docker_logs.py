@@ -100,10 +100,11 @@ def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver:
     )
 
 
-def template_event(container_id: str, path: str, time_: str, stream: str, text: str, offset: int) -> Event:
+def template_event(container_id: str, path: str, time_: str, stream: str, text: str, offset: int,
+                   driver: str = "json-file") -> Event:
     """A line's event from its parts: what the fast path renders its per-container template from."""
     return _line_event(container_id, IdPrefix(container_id), path, Line(offset, 0, time_, stream, text, False, False),
-                       "json-file")
+                       driver)
 
 
 def _now() -> str:
@@ -291,12 +292,15 @@ class DockerLogsSource(Source):
             if isinstance(follower, _ApiFollower):
                 got = follower.drain(room)
             else:
-                docs = (self.documents.for_container(container_id, follower.base)
-                        if self.documents is not None and isinstance(follower, JsonFileChain) else None)
-                if docs is not None:
+                driver = self._drivers.get(container_id, "json-file")
+                docs = (self.documents.for_container(container_id, follower.base, driver)
+                        if self.documents is not None else None)
+                if docs is not None and isinstance(follower, JsonFileChain):
                     lines = follower.read(room, self.batch_bytes, docs)
                 else:
                     lines = follower.read(room, self.batch_bytes)
+                    if docs is not None:
+                        lines = docs.render(lines)  # decoded lines (local): those no rule could flag, rendered
                 got = self._line_events(container_id, follower, lines)
                 if docs is not None and len(docs):
                     more_ids, more_bodies = docs.take()

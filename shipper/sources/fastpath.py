@@ -14,6 +14,10 @@ malformed entries, `attrs`, over-long lines, and messages whose JSON escaping
 differs from what the writer would produce (Docker writes `\\u00XX` for control
 characters and `<>&`, orjson does not), which are re-encoded one by one instead.
 tests/unit/test_fastpath.py proves both paths give the same bytes.
+
+The local driver's lines arrive decoded (shipper/sources/localfile.py): `render` puts
+each one no rule could flag into the same template (rendered with `shipper.log.driver:
+local`), its message escaped by orjson as the writer would.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections.abc import Callable
 from functools import partial
 from itertools import accumulate, repeat
 from operator import add, itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +38,9 @@ from ..containers import ContainerMeta
 from ..document import DocumentWriter
 from ..ecs import relocate
 from ..model import Event
+
+if TYPE_CHECKING:
+    from .jsonfile import Line
 
 # One whole json-file entry as Docker writes it (no attrs), or any other line. The log
 # string ends at the first `","stream":"`: inside it every quote is escaped.
@@ -86,24 +93,26 @@ class ContainerDocuments:
     """Documents of one container's log lines, rendered from a template."""
 
     def __init__(self, writer: DocumentWriter, meta: ContainerMeta | None, container_id: str, path: str,
-                 make_event: Callable[..., Event], prefilter: CurrentPrefilter):
+                 make_event: Callable[..., Event], prefilter: CurrentPrefilter, driver: str = "json-file"):
         self.meta = meta
+        self.driver = driver
         self.prefilter = prefilter
         self.ids: list[bytes] = []  # digests until take(): ids are encoded per batch
         self.bodies: list[bytes] = []
         # event_id(container_id, time, offset), as IdPrefix makes it for the full path
         self._key = (container_id + "\x1f").encode().replace(b"%", b"%%") + b"%b\x1f%d"
         self._hash = partial(hashlib.blake2b, digest_size=15)
-        self.template = self._render(writer, container_id, path, make_event)
+        self.template = self._render(writer, container_id, path, make_event, driver)
 
     @staticmethod
-    def _render(writer: DocumentWriter, container_id: str, path: str, make_event) -> tuple[bytes, ...] | None:
+    def _render(writer: DocumentWriter, container_id: str, path: str, make_event: Callable[..., Event],
+                driver: str) -> tuple[bytes, ...] | None:
         """The document cut where (time, message, stream, offset) go: five pieces; None when the
         markers do not come out exactly once each (then every line takes the full path)."""
         token = uuid.uuid4().hex
         time_mark, message_mark, stream_mark = f"T{token}", f"M{token}", f"S{token}"
         offset_mark = int("9" + str(int(token[:16], 16))[:17])
-        event = make_event(container_id, path, time_mark, stream_mark, message_mark, offset_mark)
+        event = make_event(container_id, path, time_mark, stream_mark, message_mark, offset_mark, driver)
         relocate(event.fields)
         pieces = [orjson.dumps(writer.document(event))]
         for mark in (time_mark.encode(), message_mark.encode(), stream_mark.encode(), str(offset_mark).encode()):
@@ -201,6 +210,26 @@ class ContainerDocuments:
                 in_partial = partial()
             start = end
 
+    def render(self, lines: list[Line]) -> list[Line]:
+        """Lines already decoded (the local driver's): a document for each whole line no rule could
+        flag; the others are returned, in order, for the full path."""
+        prefilter = self.prefilter()
+        if self.template is None or not lines or (prefilter is not None and prefilter.every_line):
+            return lines
+        first, second, third, fourth, last = self.template
+        key, hash_, ids, bodies, dumps = self._key, self._hash, self.ids, self.bodies, orjson.dumps
+        rest = []
+        for line in lines:
+            if line.truncated or line.malformed or not line.time or (
+                    prefilter is not None and prefilter(line.text.encode("utf-8", "replace").lower())):
+                rest.append(line)
+                continue
+            time = line.time.encode()
+            bodies.append(b"".join((first, time, second, dumps(line.text)[1:-1], third, dumps(line.stream)[1:-1],
+                                    fourth, b"%d" % line.offset, last)))
+            ids.append(hash_(key % (time, line.offset)).digest())
+        return rest
+
     def take(self) -> tuple[list[bytes], list[bytes]]:
         """The documents so far, as (ids, bodies); then empty."""
         digests, bodies = self.ids, self.bodies
@@ -226,12 +255,12 @@ class JsonFileDocuments:
         self.make_event = make_event
         self._by_container: dict[str, ContainerDocuments] = {}
 
-    def for_container(self, container_id: str, path: str) -> ContainerDocuments:
+    def for_container(self, container_id: str, path: str, driver: str = "json-file") -> ContainerDocuments:
         """The container's renderer, rendered again if its metadata changed (rename, update, restart)."""
         meta = self.containers(container_id)
         found = self._by_container.get(container_id)
-        if found is None or found.meta is not meta:
-            renewed = ContainerDocuments(self.writer, meta, container_id, path, self.make_event, self.prefilter)
+        if found is None or found.meta is not meta or found.driver != driver:
+            renewed = ContainerDocuments(self.writer, meta, container_id, path, self.make_event, self.prefilter, driver)
             if found is not None:  # what was rendered before the change keeps its metadata
                 renewed.ids, renewed.bodies = found.ids, found.bodies
             found = self._by_container[container_id] = renewed

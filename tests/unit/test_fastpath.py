@@ -240,3 +240,45 @@ def test_sigmahq_keyword_rules_keep_a_prefilter():
     log_rules = list(engine.by_category["container_log"])
     assert len(log_rules) > 2
     assert not prefilter.every_line, prefilter.forcing
+
+
+def decoded_lines() -> list[jsonfile.Line]:
+    """Lines as the local driver's reader hands them over (already decoded), with its flags."""
+    lines, offset = [], 0
+    for number, message in enumerate(CORPUS_MESSAGES * 2):
+        text = message.decode("utf-8", "replace")
+        truncated = len(text) > LIMIT
+        stamp = f"2026-11-29T05:00:{number % 60:02d}.{number * 7919 % 10**9:09d}Z"
+        lines.append(jsonfile.Line(offset, 0, stamp, "stderr" if number % 3 else "stdout",
+                                   text[:LIMIT] if truncated else text, truncated, False))
+        offset += len(message) + 40
+    lines.append(jsonfile.Line(offset, 0, "", "unknown", "a corrupt frame", False, True))
+    return lines
+
+
+def test_local_lines_rendered_by_the_fast_path_equal_the_full_path():
+    engine, writer = engine_and_writer()
+    path = f"/var/lib/docker/containers/{CONTAINER}/local-logs/container.log"
+    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, lambda: engine.log_prefilter, template_event)
+    lines = decoded_lines()
+    renderer = documents.for_container(CONTAINER, path, "local")
+    rest = renderer.render(lines)
+    fast_ids, bodies = renderer.take()
+    assert len(bodies) > len(lines) // 2 and rest, "both paths should be taken"
+    assert len(bodies) + len(rest) == len(lines)
+
+    ids = IdPrefix(CONTAINER)
+    full, flagged = {}, set()
+    for line in lines:
+        event = _line_event(CONTAINER, ids, path, line, "local")
+        relocate(event.fields)
+        event = engine.judge(event)
+        encoded = writer.encode([event])
+        full[encoded.ids[0]] = encoded.bodies[0]
+        if event.verdicts:
+            flagged.add(encoded.ids[0])
+    fast = dict(zip(fast_ids, bodies, strict=True))
+    assert all(full[doc_id] == body for doc_id, body in fast.items())  # same _id, same bytes
+    assert flagged and not flagged & fast.keys()  # every line a rule flags took the full path
+    assert b'"driver":"local"' in bodies[0]
+    assert renderer is not documents.for_container(CONTAINER, path, "json-file")  # a template per driver
