@@ -26,10 +26,11 @@ import binascii
 import hashlib
 import re
 import uuid
+from bisect import bisect_right
 from collections.abc import Callable
 from functools import partial
 from itertools import accumulate, repeat
-from operator import add, itemgetter
+from operator import add, attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -56,6 +57,9 @@ CurrentPrefilter = Callable[[], Prefilter | None]  # the one in force now (it fo
 
 
 STREAMS = frozenset({b"stdout", b"stderr"})
+STREAM_JSON = {"stdout": b"stdout", "stderr": b"stderr"}
+TEXT, TIME, OFFSET = attrgetter("text"), attrgetter("time"), attrgetter("offset")
+INNER = itemgetter(slice(1, -1))  # a JSON string without its quotes
 TIME_CHARACTERS = b"0123456789:.TZ+-"  # a time of only these is written by orjson as it is
 # fields of a line split at its quotes: {"log":"<message>","stream":"<stream>","time":"<time>"}
 SKELETON = ((1, {b"log"}), (2, {b":"}), (4, {b","}), (5, {b"stream"}), (6, {b":"}), (8, {b","}), (9, {b"time"}),
@@ -87,6 +91,12 @@ def _plain_json_text(raw: bytes) -> bool:
 def _encode_like_writer(raw: bytes) -> bytes:
     """The message as orjson writes it, from Docker's escaping of it."""
     return orjson.dumps(orjson.loads(b'"' + raw + b'"'))[1:-1]
+
+
+def _lines_at(hits: list[int], texts: list[str]) -> set[int]:
+    """Which of `texts` (joined by one NUL, UTF-8) hold the byte positions `hits`."""
+    ends = list(accumulate(len(text.encode("utf-8", "replace")) + 1 for text in texts))
+    return {bisect_right(ends, hit) for hit in hits}
 
 
 class ContainerDocuments:
@@ -212,22 +222,28 @@ class ContainerDocuments:
 
     def render(self, lines: list[Line]) -> list[Line]:
         """Lines already decoded (the local driver's): a document for each whole line no rule could
-        flag; the others are returned, in order, for the full path."""
+        flag; the others are returned for the full path. C loops (map/zip), as for a json-file chunk."""
         prefilter = self.prefilter()
         if self.template is None or not lines or (prefilter is not None and prefilter.every_line):
             return lines
+        rest = [line for line in lines if line.truncated or line.malformed or not line.time]
+        plain = [line for line in lines if not (line.truncated or line.malformed or not line.time)] if rest else lines
+        texts = list(map(TEXT, plain))
+        if prefilter is not None and plain:
+            hits = prefilter("\0".join(texts).encode("utf-8", "replace").lower())
+            if hits:
+                flagged = _lines_at(hits, texts)
+                rest += [line for number, line in enumerate(plain) if number in flagged]
+                plain = [line for number, line in enumerate(plain) if number not in flagged]
+                texts = list(map(TEXT, plain))
         first, second, third, fourth, last = self.template
-        key, hash_, ids, bodies, dumps = self._key, self._hash, self.ids, self.bodies, orjson.dumps
-        rest = []
-        for line in lines:
-            if line.truncated or line.malformed or not line.time or (
-                    prefilter is not None and prefilter(line.text.encode("utf-8", "replace").lower())):
-                rest.append(line)
-                continue
-            time = line.time.encode()
-            bodies.append(b"".join((first, time, second, dumps(line.text)[1:-1], third, dumps(line.stream)[1:-1],
-                                    fourth, b"%d" % line.offset, last)))
-            ids.append(hash_(key % (time, line.offset)).digest())
+        times = list(map(str.encode, map(TIME, plain)))
+        offsets = list(map(OFFSET, plain))
+        messages = map(INNER, map(orjson.dumps, texts))
+        streams = (STREAM_JSON.get(line.stream) or orjson.dumps(line.stream)[1:-1] for line in plain)
+        self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
+                                         repeat(fourth), map(b"%d".__mod__, offsets), repeat(last), strict=False))
+        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, offsets, strict=True))))
         return rest
 
     def take(self) -> tuple[list[bytes], list[bytes]]:
