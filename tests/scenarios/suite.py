@@ -279,6 +279,7 @@ def summarize(outcomes: list[Outcome], ids: dict[str, tuple[str, str]], errors: 
     expected_total = found_total = 0
     false_positives = []
     refused = []
+    known_gaps: list[tuple[str, list[str], str]] = []
     for outcome in outcomes:
         scenario = outcome.scenario
         raised = outcome.names(ids)
@@ -287,6 +288,11 @@ def summarize(outcomes: list[Outcome], ids: dict[str, tuple[str, str]], errors: 
             rows.append((scenario.kind, scenario.name, sorted(scenario.expect), [], "REFUSED BY THE ENGINE", ""))
             continue
         missing = scenario.expect - raised
+        if missing and scenario.known_gap:
+            known_gaps.append((scenario.name, sorted(missing), scenario.known_gap))
+            rows.append((scenario.kind, scenario.name, sorted(scenario.expect), sorted(raised - scenario.expect),
+                         f"GAP missing {sorted(missing)} (known: {scenario.known_gap})", ""))
+            continue
         expected_total += len(scenario.expect)
         found_total += len(scenario.expect) - len(missing)
         if not scenario.attack and raised:
@@ -309,6 +315,7 @@ def summarize(outcomes: list[Outcome], ids: dict[str, tuple[str, str]], errors: 
         "expected": expected_total,
         "found": found_total,
         "false_positives": false_positives,
+        "known_gaps": known_gaps,
         "refused": refused,
         "latency": stats,
         "errors": errors,
@@ -335,13 +342,15 @@ def report(result: dict) -> str:
         print(f"         expected: {', '.join(expect) or '(nothing)'}" + (f"   in {timed}" if timed else ""), file=out)
         if extra:
             print(f"         also raised: {', '.join(extra)}", file=out)
-        if verdict.startswith(("FAIL", "REFUSED")):
+        if verdict.startswith(("FAIL", "REFUSED", "GAP")):
             print(f"         {verdict}", file=out)
     print(f"\n{result['attacks']} attack scenarios ({result['fleeting_attacks']} holding nothing alive) and "
           f"{result['benign']} benign scenarios", file=out)
     print(f"recall: {result['found']}/{result['expected']} expected verdicts = {result['recall']:.1%}", file=out)
     print(f"false positives (benign scenarios with any alert): {len(result['false_positives'])} "
           f"{result['false_positives'] or ''}", file=out)
+    print(f"known gaps missed this run (not in recall): {len(result['known_gaps'])} "
+          f"{[name for name, _, _ in result['known_gaps']] or ''}", file=out)
     for name, why in result["refused"]:
         print(f"refused by this engine (not counted): {name}: {why}", file=out)
     for key, values in result["latency"].items():
