@@ -370,6 +370,23 @@ secure_down() {
     rm -rf "$STATE/es-secure/data"
 }
 
+plain_node_config() { # dir node-name http-port: one node on loopback, security off
+    local dir=$1 name=$2 port=$3
+    cat <<EOF
+cluster.name: shipper-$name
+node.name: $name
+network.host: 127.0.0.1
+http.port: $port
+transport.port: $((port + 100))
+discovery.type: single-node
+path.data: $dir/data
+path.logs: $dir/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+xpack.security.enabled: false
+EOF
+}
+
 es_up() {
     if [[ -n ${ES_URL:-} ]]; then
         es_healthy || die "ES_URL=$ES_URL does not answer /_cluster/health"
@@ -382,19 +399,7 @@ es_up() {
     fi
     local dir="$STATE/es"
     node_prepare "$dir"
-    cat >"$dir/config/elasticsearch.yml" <<EOF
-cluster.name: shipper-testbed
-node.name: testbed
-network.host: 127.0.0.1
-http.port: 9200
-transport.port: 9300
-discovery.type: single-node
-path.data: $dir/data
-path.logs: $dir/logs
-cluster.routing.allocation.disk.threshold_enabled: false
-action.destructive_requires_name: false
-xpack.security.enabled: false
-EOF
+    plain_node_config "$dir" testbed 9200 >"$dir/config/elasticsearch.yml"
     node_start "$dir" elasticsearch es_healthy
     say "elasticsearch: version $(es_version) answering at $ES_LOCAL_URL"
 }
@@ -422,21 +427,11 @@ tight_up() {
     tight_healthy && { say "elasticsearch (tight write pool): already answering on $TIGHT_PORT"; return; }
     local dir="$STATE/es-tight"
     node_prepare "$dir"
-    cat >"$dir/config/elasticsearch.yml" <<EOF
-cluster.name: shipper-testbed-tight
-node.name: testbed-tight
-network.host: 127.0.0.1
-http.port: $TIGHT_PORT
-transport.port: $((TIGHT_PORT + 100))
-discovery.type: single-node
-path.data: $dir/data
-path.logs: $dir/logs
-cluster.routing.allocation.disk.threshold_enabled: false
-action.destructive_requires_name: false
-xpack.security.enabled: false
-thread_pool.write.size: 1
-thread_pool.write.queue_size: 1
-EOF
+    {
+        plain_node_config "$dir" testbed-tight "$TIGHT_PORT"
+        echo "thread_pool.write.size: 1"
+        echo "thread_pool.write.queue_size: 1"
+    } >"$dir/config/elasticsearch.yml"
     node_start "$dir" "elasticsearch (tight write pool)" tight_healthy
 }
 
