@@ -383,6 +383,8 @@ class ExecWatch:
             info = procfs.read_process(pid, self.proc_root)
             if info is not None:
                 self._names[pid] = info.stat.name
+            else:  # the name it had was the program's before this exec: what runs now is unknown
+                self._names.pop(pid, None)
             self._waiting.setdefault(pid, deque()).append(Exec(
                 container_id, pid, time.time(), info=info, parent_pid=info.stat.ppid if info else 0,
                 name=self._names.get(pid, "")))
@@ -429,7 +431,9 @@ class ExecWatch:
         if not event.syscall:
             return
         pid = event.pid
-        container_id = self._container_of.get(pid) or self._container_of.get(event.ppid) or self._place(pid)
+        # the last resort: gone already, its fork never told (the connector overflowed), its parent may live
+        container_id = self._container_of.get(pid) or self._container_of.get(event.ppid) or self._place(pid) or (
+            self._place(event.ppid) if event.ppid > 1 else None)
         if container_id is None:
             return
         arch = self.arch

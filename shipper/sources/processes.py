@@ -195,7 +195,7 @@ class ProcessesSource(Source):
                 args=audit.argv or (info.args if info else []), cwd=audit.cwd or (info.cwd if info else None),
                 stdio_sockets=info.stdio_sockets if info else (False, False, False), login_uid=audit.login_uid)
         elif info is None:  # gone before /proc could be read, and no audit record: what the connector knows
-            info = procfs.ProcInfo(procfs.ProcStat(item.pid, item.name or "?", item.parent_pid, 0), 0, None, None,
+            info = procfs.ProcInfo(procfs.ProcStat(item.pid, item.name, item.parent_pid, 0), 0, None, None,
                                    False, False, [], None, (False, False, False))
         seen = track.processes.get(item.pid)
         if seen is not None and seen.name == info.stat.name and seen.command_line == " ".join(info.args):
@@ -342,11 +342,12 @@ class ProcessesSource(Source):
         `failed`: the error of an execve that did not run the program."""
         ticks = info.stat.start_ticks
         started = iso_time(at if at is not None else self.boot + ticks / procfs.CLOCK_TICKS)
-        command_line = " ".join(info.args) or f"[{info.stat.name}]"
+        # an empty name: the kernel told of an exec whose process was gone before anything said which program
+        command_line = " ".join(info.args) or (f"[{info.stat.name}]" if info.stat.name else None)
         process: dict[str, Any] = {
             "pid": info.ns_pid or None,
             "host_pid": info.stat.pid,
-            "name": info.stat.name,
+            "name": info.stat.name or None,
             "executable": info.executable,
             "command_line": command_line,
             "args": info.args,
@@ -367,7 +368,7 @@ class ProcessesSource(Source):
         fields: dict[str, Any] = {
             "event": {"kind": "event", "category": ["process"], "type": ["start"], "action": "process_started",
                       "module": "shipper", "dataset": kinds.PROCESSES.dataset},
-            "message": f"process started: {command_line}"[:2000],
+            "message": f"process started: {command_line or 'a program not known (it ended at once)'}"[:2000],
             "process": {k: v for k, v in process.items() if v is not None},
         }
         if failed is not None:

@@ -94,19 +94,22 @@ def test_exec_storm_keeps_the_shipper_up_with_bounded_memory(tmp_path, docker_cl
         container.reload()
         seconds = _seconds(container.attrs["State"]["StartedAt"], container.attrs["State"]["FinishedAt"])
         execs = STORM_LOOPS * STORM_EXECS_PER_LOOP
-        rate = execs / seconds
         time.sleep(5)
         status = json.loads(shipper.health())  # still answering
         missed = status["sources"]["processes"]["processes_missed"]
-        shipped = count(es, shipper.index, {"bool": {"filter": [
-            {"term": {"container.id": container.id}}, {"term": {"event.dataset": "shipper.processes"}},
-            {"term": {"process.name": "true"}}]}})
+        in_storm = [{"term": {"container.id": container.id}}, {"term": {"event.dataset": "shipper.processes"}},
+                    {"term": {"event.action": "process_started"}}]
+        named = count(es, shipper.index, {"bool": {"filter": [*in_storm, {"term": {"process.name": "true"}}]}})
+        # execs the kernel told of, of a process gone before /proc or audit could say which program it ran
+        unnamed = count(es, shipper.index, {"bool": {"filter": in_storm, "must_not": {"exists": {
+            "field": "process.name"}}}})
+        shipped = named + unnamed
         lost = shipper.metric("shipper_kernel_events_lost_total")
-        print(f"exec storm: {execs} execs in {seconds:.1f} s ({rate:.0f}/s), {shipped} shipped, the kernel "
-              f"overflowed {lost:.0f} times and the shipper says it missed {missed} process creations, "
-              f"peak RSS {peak_rss:.0f} MiB")
-        assert rate >= 2000, f"the storm was too slow to prove anything: {rate:.0f} execs/s"
+        print(f"exec storm: {execs} execs in {seconds:.1f} s ({execs / seconds:.0f}/s), {shipped} shipped "
+              f"({unnamed} without the program's name), the kernel overflowed {lost:.0f} times and the shipper "
+              f"says it missed {missed} process creations, peak RSS {peak_rss:.0f} MiB")
         assert peak_rss < 300, f"peak RSS {peak_rss:.0f} MiB"
+        assert shipped <= execs, f"{shipped} exec documents for {execs} execs: some exec was reported twice"
         # every exec shipped, or the shipper says it fell behind and how many process creations it missed
         assert shipped == execs or (lost > 0 and missed > 0), (shipped, lost, missed)
         assert shipped > execs // 10

@@ -115,3 +115,41 @@ def test_script_argument():
     assert script_argument("/bin/busybox", ["busybox", "sh", "/tmp/x"]) == "/tmp/x"
     assert script_argument("/usr/bin/nc", ["nc", "/tmp/x"]) is None
     assert script_argument("/bin/sh", ["sh"]) is None
+
+
+CONTAINER = "ab" * 32
+
+
+def _watch(tmp_path, alive: dict[int, str]):
+    """An ExecWatch over a made-up /proc where only `alive` pids (pid -> comm) exist, all in CONTAINER."""
+    from shipper.sources.exec_watch import ExecWatch
+
+    for pid, comm in alive.items():
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cgroup").write_text(f"0::/system.slice/docker-{CONTAINER}.scope\n")
+        (tmp_path / str(pid) / "comm").write_text(comm + "\n")
+    return ExecWatch(lambda _: True, lambda _: None, proc_root=str(tmp_path))
+
+
+def test_an_exec_gone_before_it_could_be_read_is_not_named_after_the_program_it_replaced(tmp_path):
+    watch = _watch(tmp_path, {100: "sh"})
+    watch.place(100, CONTAINER)
+    watch._names[100] = "sh"
+    watch._on_proc_event(netlink.ProcEvent("fork", 101, 100))  # a subshell: named sh, like its parent
+    assert watch.name_of(101) == "sh"
+    watch._on_proc_event(netlink.ProcEvent("exec", 101))  # it ran something and ended before /proc was read
+    watch._flush(float("inf"))
+    (item,) = watch._handoff.get_nowait()
+    assert (item.container_id, item.pid, item.info, item.name) == (CONTAINER, 101, None, "")
+    assert watch.name_of(101) is None
+
+
+def test_an_audited_exec_whose_fork_was_lost_is_placed_by_its_living_parent(tmp_path):
+    watch = _watch(tmp_path, {30477: "sh"})  # the loop's shell lives; pid 30485 (nc) is gone, its fork untold
+    assembler = netlink.AuditAssembler()
+    for kind, text in ((netlink.AUDIT_SYSCALL, SYSCALL), (netlink.AUDIT_EOE, "audit(1795914350.981:11682): ")):
+        event = assembler.add(kind, text)
+    watch._on_audit(event)
+    watch._flush(float("inf"))
+    (item,) = watch._handoff.get_nowait()
+    assert (item.container_id, item.pid, item.audit.comm) == (CONTAINER, 30485, "nc")
