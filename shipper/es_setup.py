@@ -165,6 +165,10 @@ def _version(client: Elasticsearch) -> str:
         return "unknown"
 
 
+def template_names() -> list[str]:
+    return [f"logs-{dataset}" for dataset in (EVENTS_DATASET, DEADLETTER_DATASET)]
+
+
 def run_setup(client: Elasticsearch, *, retention_days: int = 90) -> SetupReport:
     privileges = missing_privileges(client)
     user, missing = privileges if privileges else ("", set())

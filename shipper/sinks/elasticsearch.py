@@ -25,6 +25,7 @@ from elasticsearch import ApiError, Elasticsearch
 from elasticsearch.serializer import NdjsonSerializer, OrjsonSerializer
 
 from ..config import Config, ElasticsearchConfig
+from ..errors import AccessDenied
 from ..metrics import Metrics
 from .base import Delivery, Documents, Refusal, Sink
 
@@ -116,6 +117,7 @@ class ElasticsearchSink(Sink):
         self.max_bytes = max_bytes
         self._last_refusal = ""
         self.check_resent = True  # off once the cluster says we may not read (403)
+        self._templates_checked = False
 
     @classmethod
     def from_config(cls, config: Config, metrics: Metrics) -> ElasticsearchSink:
@@ -127,6 +129,7 @@ class ElasticsearchSink(Sink):
         """Bulk-create `documents` in `index`, cut into requests under `max_docs`/`max_bytes`
         (one huge request would trip the cluster's indexing-pressure limit every time)."""
         delivery = Delivery()
+        self._ensure_templates()
         positions: Sequence[int] = range(len(documents))
         if resent and self.check_resent:
             try:
@@ -145,6 +148,32 @@ class ElasticsearchSink(Sink):
                 delivery.unavailable = None if exc.overloaded else exc.reason
                 break
         return delivery
+
+    def _ensure_templates(self) -> None:
+        """Once, the first time the cluster answers: install the index templates if `shipper setup` never ran.
+        Without them every field is mapped dynamically, and labels such as compose's `...project` beside
+        `...project.working_dir` are refused as conflicting objects (every such document dead-lettered)."""
+        if self._templates_checked:
+            return
+        from ..es_setup import TEMPLATES_PRIVILEGE, run_setup, template_names  # it imports the detectors
+
+        try:
+            if all(self.client.indices.exists_index_template(name=name).body for name in template_names()):
+                self._templates_checked = True
+                return
+            report = run_setup(self.client)
+        except (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout):
+            return  # asked again with the next batch
+        except (ApiError, AccessDenied) as exc:
+            self._templates_checked = True
+            reason = str(exc) if isinstance(exc, AccessDenied) else f"{exc.status_code}: {_error_reason(exc)}"
+            log.info("elasticsearch: could not check or install the index templates (%s); if `shipper setup` "
+                     "has not been run with a user that has %s, fields are mapped dynamically",
+                     reason, TEMPLATES_PRIVILEGE)
+            return
+        self._templates_checked = True
+        log.warning("elasticsearch: the index templates were missing (`shipper setup` never ran against this "
+                    "cluster); installed them", extra={"installed": report.installed})
 
     def _not_yet_indexed(self, documents: Documents, index: str, delivery: Delivery) -> list[int]:
         """Positions whose `_id` is in no backing index of the stream yet; the others are acknowledged."""

@@ -12,10 +12,11 @@ import orjson
 import pytest
 from elasticsearch import Elasticsearch
 
+from shipper import kinds
 from shipper.config import ElasticsearchConfig
 from shipper.delivery import Deliverer
 from shipper.document import DocumentWriter, deadletter_stream, events_stream
-from shipper.es_setup import run_setup
+from shipper.es_setup import run_setup, template_names
 from shipper.metrics import Metrics
 from shipper.model import Event, event_id
 from shipper.retry import Backoff
@@ -23,7 +24,7 @@ from shipper.sinks.base import Delivery, Documents
 from shipper.sinks.elasticsearch import ElasticsearchSink
 from shipper.sinks.spool import Spool
 
-from .shipper_proc import count
+from .shipper_proc import ShipperProcess, count, wait_for_count
 
 TESTBED = Path(__file__).resolve().parents[2] / "scripts" / "testbed.sh"
 
@@ -103,6 +104,29 @@ def tight_es():
         subprocess.run([str(TESTBED), "tight-down"], capture_output=True, timeout=120)
 
 
+def test_a_shipper_on_a_cluster_never_set_up_installs_the_templates_and_ships_dotted_labels(
+        tight_es, tmp_path, run_container):
+    """`shipper run` before `shipper setup`: without the templates, compose's labels (`...project` beside
+    `...project.working_dir`) map as conflicting objects and every document would be dead-lettered."""
+    # first in this module: the tight node starts empty (tight-down removes its data)
+    for name in template_names():
+        tight_es.options(ignore_status=404).indices.delete_index_template(name=name)
+    shipper = ShipperProcess(tmp_path, "elasticsearch.hosts=http://127.0.0.1:9202", "sources.processes.enabled=false",
+                             "sources.files.enabled=false", "sources.stats.enabled=false").start()
+    try:
+        labels = {**shipper.labels, "com.docker.compose.project": "shop",
+                  "com.docker.compose.project.working_dir": "/srv/shop"}
+        run_container(["sh", "-c", "for i in $(seq 1 50); do echo line $i; done"], labels=labels)
+        query = {"term": {"event.dataset": kinds.DOCKER_LOGS.dataset}}
+        assert wait_for_count(tight_es, shipper.index, 50, query, shipper=shipper) == 50
+        assert count(tight_es, deadletter_stream(shipper.namespace)) == 0
+        assert all(tight_es.indices.exists_index_template(name=name).body for name in template_names())
+        assert "the index templates were missing" in shipper.log_path.read_text()
+    finally:
+        assert shipper.stop() == 0
+        shipper.close()
+
+
 def test_items_the_server_rejects_with_429_are_retried_alone_and_indexed_once(tight_es, tmp_path):
     run_setup(tight_es)
     namespace = f"tight{uuid.uuid4().hex[:8]}"
@@ -141,3 +165,4 @@ def test_items_the_server_rejects_with_429_are_retried_alone_and_indexed_once(ti
     assert metrics.value("shipper_item_retries_total", sink="elasticsearch") == sum(map(len, retried_ids))
     assert count(tight_es, index) == writers * per_writer  # every document once
     assert metrics.value("shipper_duplicates_avoided_total", sink="elasticsearch") == 0
+
