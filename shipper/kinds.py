@@ -98,6 +98,7 @@ FILES = Source("files", {
     "file.type": KW, "file.size": "long", "file.mode": KW, "file.uid": KW, "file.gid": KW, "file.mtime": "date",
     "file.target_path": KW, "shipper.file.executable": "boolean", "file.hash.sha256": KW,
     "shipper.file.setuid": "boolean", "shipper.file.setgid": "boolean", "shipper.file.during_startup": "boolean",
+    "shipper.file.entries_gone": "boolean",
 }, sampled=True)
 STATS = Source("stats", {
     "container.cpu.usage": "float", "shipper.container.cpu.cores": "float", "shipper.container.cpu.limit_cores": "float",

@@ -120,6 +120,7 @@ class FilesSource(Source):
         self._roots: dict[str, _Root] = {}  # container id or host path -> root
         self._raw: deque = deque()
         self._pending: dict[tuple[str, str], _Pending] = {}
+        self._judged_in: dict[tuple[str, str], float] = {}  # (root, directory) -> when an entry in it was judged
         self._closed = threading.Event()
         self._refused: set[str] = set()
         self.events = 0
@@ -241,9 +242,12 @@ class FilesSource(Source):
             if kind == "moved":
                 pending.previous = self._container_path(root, src)
         events = []
+        if len(self._judged_in) > 10_000:
+            self._judged_in = {k: t for k, t in self._judged_in.items() if now - t < 10}
         for key, pending in list(self._pending.items()):
             if now - pending.last >= self.settle or "closed" in pending.kinds:
                 del self._pending[key]
+                self._judged_in[(pending.root.path, pending.path.rpartition("/")[0])] = now
                 if pending.path in pending.root.mountpoints or pending.path.startswith(DEV_NOISE):
                     continue
                 if not any(fnmatch.fnmatchcase(pending.path, pattern) for pattern in self.exclude):
@@ -302,11 +306,32 @@ class FilesSource(Source):
         else:
             action = "attributes_modification"
         if action in ("modification", "attributes_modification") and info is not None and stat.S_ISDIR(info.st_mode):
+            if action == "modification" and self._entries_gone(pending, host_path, info):
+                event = self._event(pending, action, info, None, None)
+                event.fields.setdefault("shipper", {}).setdefault("file", {})["entries_gone"] = True
+                event.fields["message"] += " (something was written in it and removed before it could be seen)"
+                return event
             return None  # a directory copied up to hold a written file: the file's own event says it
         target = None
         if info is not None and stat.S_ISLNK(info.st_mode):
             target = _readlink(host_path) or (pending.seen[1] if pending.seen else None)
         return self._event(pending, action, info if action != "deletion" else None, target, None)
+
+    def _entries_gone(self, pending: _Pending, host_path: str, info: os.stat_result) -> bool:
+        """A directory of the image copied up, so something was written in it, that holds nothing now and was
+        changed since it was copied (copy-up keeps the image's mtime): overlayfs makes the upper directory
+        only with that first write, so inotify watched it too late to see what was made and removed there."""
+        if (pending.root.path, pending.path) in self._judged_in or any(
+                key[0] == pending.root.path and key[1].startswith(pending.path + "/") for key in self._pending):
+            return False  # seen by the watch after all: those entries' own events say it
+        try:
+            if os.listdir(host_path):
+                return False
+            image = [os.lstat(lower + pending.path).st_mtime for lower in pending.root.lowers
+                     if os.path.lexists(lower + pending.path)]
+        except OSError:
+            return False
+        return bool(image) and info.st_mtime > max(image)
 
     def _event(self, pending: _Pending, action: str, info: os.stat_result | None, target: str | None,
                at: float | None) -> Event:

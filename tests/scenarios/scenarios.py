@@ -173,11 +173,10 @@ SCENARIOS: list[Scenario] = [
               f"rm /tmp/.su; {HOLD}", "file_setuid_bit", run=ROOT),
     _fleeting("hidden file in / made and removed at once", f"sleep 2; touch /.x && rm /.x; {HOLD}",
               "file_hidden_in_system_dir", run=ROOT),
+    # overlayfs makes the upper layer's etc/ only with this write, so inotify watches it too late to see .t:
+    # what is seen is etc/ copied up and empty again, its time changed since
     _fleeting("file under /etc written and removed at once", f"sleep 6; echo x > /etc/.t && rm /etc/.t; {HOLD}",
-              "file_write_system_dirs", run=ROOT,
-              known_gap="the upper layer has no etc/ until this write: inotify can watch it only after overlayfs "
-                        "made it, and a file made and removed in that gap leaves no notification (missed in 2 of "
-                        "3 clean CI runs on 2026-11-29; fix: watch /proc/<pid>/root/etc, or fanotify)"),
+              "file_write_system_dirs", run=ROOT),
     _fleeting("shell history removed", f"mkdir -p /root && echo 'nc -e /bin/sh' > /root/.ash_history; sleep 3; "
               f"rm /root/.ash_history; {HOLD}", "file_shell_history_cleared", run=ROOT),
 

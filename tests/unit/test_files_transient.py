@@ -6,7 +6,7 @@ import os
 import time
 from types import SimpleNamespace
 
-from watchdog.events import FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent
+from watchdog.events import DirCreatedEvent, FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent
 
 from shipper.config import MiningConfig
 from shipper.detect.stateful import MiningDetector
@@ -92,6 +92,33 @@ def test_dev_root_reports_container_paths_and_skips_standard_devices(tmp_path):
     for path in (dev / "shm" / "x", dev / "null"):
         handler.on_any_event(FileCreatedEvent(str(path)))
     assert [(e[0], e[1]["path"]) for e in _drain(source)] == [("creation", "/dev/shm/x")]
+
+
+def _copied_up_etc(tmp_path, *, written_since: bool, left: str | None = None):
+    """upper/etc as overlayfs makes it at the first write under /etc: the image's mtime, then the write's."""
+    source, _, handler, upper, lower = _source(tmp_path)
+    (lower / "etc").mkdir()
+    os.utime(lower / "etc", (1_000_000, 1_000_000))  # built long ago
+    (upper / "etc").mkdir()
+    os.utime(upper / "etc", (1_000_000, 1_000_000))
+    if left:
+        (upper / "etc" / left).write_text("x")
+    if written_since:
+        os.utime(upper / "etc")  # an entry made (and removed) after the copy-up: the directory's time is now
+    handler.on_any_event(DirCreatedEvent(str(upper / "etc")))
+    return _drain(source)
+
+
+def test_a_system_directory_copied_up_and_emptied_again_says_something_was_written_in_it(tmp_path):
+    (event,) = _copied_up_etc(tmp_path, written_since=True)
+    assert event[0] == "modification" and event[1]["path"] == "/etc" and event[2].get("entries_gone") is True
+
+
+def test_a_directory_copied_up_for_a_file_that_stays_or_for_its_own_mode_is_not_reported(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert _copied_up_etc(tmp_path / "a", written_since=True, left="passwd") == []  # the file's own event says it
+    assert _copied_up_etc(tmp_path / "b", written_since=False) == []  # chmod/chown of /etc: its time is the image's
 
 
 def test_mining_cpu_is_judged_against_what_the_container_could_get():
