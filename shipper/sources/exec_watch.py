@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 AUDIT_WAIT = 5.0  # the longest an exec told by the connector waits for its audit record (see _flush)
+# An exec's audit record carries the time of its syscall's entry but is sent at its exit: a slow exec's record
+# comes after records of execs begun later, on other CPUs, by about this much under load.
+AUDIT_REORDER = 0.5
 EXIT_GRACE = 2.0  # audit records of a process may arrive after its exit event
 FLUSH_INTERVAL = 0.05
 HANDOFF_BATCHES = 256  # flushes waiting for the worker; more and the reader drops them (counted)
@@ -126,6 +129,7 @@ class ExecWatch:
         # Each exec is told twice, by the connector and by audit, in either order: paired per pid, in order.
         self._waiting: dict[int, deque[Exec]] = {}  # told by the connector, waiting for their audit records
         self._audited: dict[int, deque[float]] = {}  # told by audit first: when, waiting for the connector
+        self._unaudited: dict[int, deque[float]] = {}  # reported without their audit record (it was late): when
         self._audit_clock = 0.0  # the time of the newest audit record read: the audit stream has got this far
         self._ready: list[Reported] = []
         self._closed = threading.Event()
@@ -309,20 +313,24 @@ class ExecWatch:
 
     def _flush(self, now: float) -> None:
         now_wall = time.time()
-        # Audit records come in time order, more of them than connector events (about seven per exec), so
-        # their reader lags: an exec's record is missing only once the stream has gone past the exec.
-        deadline = time.time() - AUDIT_WAIT
+        # Audit records come in about time order (AUDIT_REORDER), more of them than connector events (about seven
+        # per exec), so their reader lags: an exec's record is missing only once the stream has gone past it.
+        deadline = now_wall - AUDIT_WAIT
         for pid, pendings in list(self._waiting.items()):
-            while pendings and (self.audit_reader is None or pendings[0].at < self._audit_clock
+            while pendings and (self.audit_reader is None or pendings[0].at < self._audit_clock - AUDIT_REORDER
                                 or pendings[0].at <= deadline):
-                self._ready.append(pendings.popleft())  # no record came: what the connector and /proc told
+                pending = pendings.popleft()  # no record came: what the connector and /proc told
+                self._ready.append(pending)
+                if self.audit_reader is not None:
+                    self._unaudited.setdefault(pid, deque()).append(pending.at)
             if not pendings:
                 del self._waiting[pid]
-        for pid, times in list(self._audited.items()):
-            while times and times[0] <= now_wall - 1.0:
-                times.popleft()
-            if not times:
-                del self._audited[pid]
+        for told in (self._audited, self._unaudited):
+            for pid, times in list(told.items()):
+                while times and times[0] <= deadline:
+                    times.popleft()
+                if not times:
+                    del told[pid]
         while self._exited and self._exited[0][0] <= now:
             _, pid = self._exited.popleft()
             if pid not in self._waiting:
@@ -466,6 +474,10 @@ class ExecWatch:
             return
         self._container_of.setdefault(pid, container_id)
         self._names[pid] = event.comm
+        late = self._unaudited.get(pid)
+        if late and late[0] >= event.time:  # the record of an exec already reported without it
+            late.popleft()
+            return
         pendings = self._waiting.get(pid)
         if pendings:
             pending = pendings.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 from shipper.sources import netlink
 from shipper.sources.exec_watch import _symlink_paths
@@ -153,3 +154,23 @@ def test_an_audited_exec_whose_fork_was_lost_is_placed_by_its_living_parent(tmp_
     watch._flush(float("inf"))
     (item,) = watch._handoff.get_nowait()
     assert (item.container_id, item.pid, item.audit.comm) == (CONTAINER, 30485, "nc")
+
+
+def test_an_audit_record_later_than_its_exec_report_is_not_a_second_exec(tmp_path):
+    """A slow exec's record is sent at the syscall's exit, after records of execs begun later on other CPUs:
+    by then the connector's report went out without it, and the record must not report the exec again."""
+    watch = _watch(tmp_path, {30477: "sh"})
+    watch.audit_reader = object()  # as if audit were on: the connector's execs wait for their records
+    watch.place(30477, CONTAINER)
+    watch._on_proc_event(netlink.ProcEvent("fork", 30485, 30477))
+    watch._on_proc_event(netlink.ProcEvent("exec", 30485))  # gone before /proc could be read
+    watch._flush(float("inf"))
+    assert watch._handoff.empty()  # waiting for its record
+    watch._audit_clock = time.time() + 1  # the stream went past it: a record of an exec begun later
+    watch._flush(float("inf"))
+    assert [item.pid for item in watch._handoff.get_nowait()] == [30485]
+    assembler = netlink.AuditAssembler()  # its own record, stamped at the syscall's entry (before the report)
+    assembler.add(netlink.AUDIT_SYSCALL, SYSCALL)
+    watch._on_audit(assembler.add(netlink.AUDIT_EOE, "audit(1795914350.981:11682): "))
+    watch._flush(float("inf"))
+    assert watch._handoff.empty()
