@@ -101,16 +101,22 @@ def local_stages(path: Path, lines: int) -> dict[str, float]:
 
     fields = [cut(chunk, *found) for chunk, found in zip(chunks, walked, strict=True)]
     timed(out, "cut out each entry's fields (slices)", lambda: [cut(chunk, *found) for chunk, found in zip(chunks, walked, strict=True)])
-    timed(out, "whole-line layout check (start, length head; times regex)", lambda: [
-        (localfile._split_whole(f), localfile._TIMES.fullmatch(b"".join(map(localfile._TIME_AND_TAG, f)))) for f in fields])
+    def heads_and_lengths(f):
+        return list(map(localfile._FIELDS_START, f)), list(map(min, map(len, f), repeat(localfile._LAST_LENGTH)))
+
+    timed(out, "whole-line layout check (starts, lengths; line heads, times regex)", lambda: [
+        localfile._whole_flags(f, *heads_and_lengths(f)) for f in fields])
     timed(out, "times -> RFC 3339 bytes", lambda: [localfile._stamps(f) for f in fields])
-    timed(out, "streams and messages (slices)", lambda: [
-        (list(map(localfile._STREAM, f)), list(map(bytes.__getitem__, f, map(localfile._LINE_FROM.__getitem__, map(len, f)))))
-        for f in fields])
+    prepared = [heads_and_lengths(f) for f in fields]
+    timed(out, "streams and messages (lookups, slices)", lambda: [
+        (list(map(localfile._STREAM_OF.__getitem__, heads)),
+         list(map(bytes.__getitem__, f, map(localfile._LINE_FROM.__getitem__, lengths))))
+        for f, (heads, lengths) in zip(fields, prepared, strict=True)])
     batches = []
     for (starts, _), f in zip(walked, fields, strict=True):
         messages = list(map(bytes.__getitem__, f, map(localfile._LINE_FROM.__getitem__, map(len, f))))
-        batches.append(localfile.WholeLines(starts, list(map(localfile._STREAM, f)), localfile._stamps(f), messages))
+        streams = list(map(localfile._STREAM_OF.__getitem__, map(localfile._FIELDS_START, f)))
+        batches.append(localfile.WholeLines(starts, streams, localfile._stamps(f), messages))
     prefilter = renderer.prefilter()
 
     def search(batch):

@@ -272,8 +272,9 @@ for _length in range(_LONGEST_WHOLE + 1):
     _head = b"\x1a" + _varint_bytes(_length)
     _LINE_HEAD[18 + len(_head) + _length] = _head
     _LINE_FROM[18 + len(_head) + _length] = slice(18 + len(_head), None)
-_WHOLE_STARTS = {b"\n\x06stdout\x10", b"\n\x06stderr\x10"}
-_FIELDS_START, _STREAM, _TIME_AND_TAG = itemgetter(slice(9)), itemgetter(slice(2, 8)), itemgetter(slice(9, 19))
+_STREAM_OF = {b"\n\x06stdout\x10": b"stdout", b"\n\x06stderr\x10": b"stderr"}
+_WHOLE_STARTS = _STREAM_OF.keys()
+_FIELDS_START, _TIME_AND_TAG = itemgetter(slice(9)), itemgetter(slice(9, 19))
 _TIMES = re.compile(rb"(?:[\x80-\xff]{8}[\x00-\x7f]\x1a)*")  # 9-byte varints (1972 to 2262), each before field 3
 
 
@@ -332,11 +333,16 @@ class WholeLines:
     messages: list[bytes]  # as Docker wrote them: not yet decoded, not truncated
 
 
-def _split_whole(fields: list[bytes]) -> list[bool]:
-    """Which entries (their fields, without the frame) are whole lines in Docker's layout."""
-    lengths = map(min, map(len, fields), repeat(_LAST_LENGTH))
-    return list(map(and_, map(_WHOLE_STARTS.__contains__, map(_FIELDS_START, fields)),
-                    map(bytes.startswith, fields, map(_LINE_HEAD.__getitem__, lengths), repeat(18))))
+def _whole_flags(fields: list[bytes], heads: list[bytes], lengths: list[int]) -> list[bool] | None:
+    """Which entries (their fields, without the frame) are whole lines in Docker's layout; None: all of them."""
+    in_layout = list(map(bytes.startswith, fields, map(_LINE_HEAD.__getitem__, lengths), repeat(18)))
+    if all(in_layout) and set(heads) <= _WHOLE_STARTS:  # the usual chunk: checked at once
+        whole = None
+    else:
+        whole = list(map(and_, map(_WHOLE_STARTS.__contains__, heads), in_layout))
+    if _TIMES.fullmatch(b"".join(map(_TIME_AND_TAG, fields if whole is None else compress(fields, whole)))) is None:
+        return [False] * len(fields)  # a time before 1972 or after 2262: decode_entry reads it
+    return whole
 
 
 # ------------------------------------------------------------------ files
@@ -637,19 +643,19 @@ class LocalLogChain:
         ends = starts[1:]
         ends.append(cut)
         fields = list(map(data.__getitem__, map(slice, map(add, starts, repeat(4)), map(sub, ends, repeat(4)))))
-        whole = _split_whole(fields)
-        if _TIMES.fullmatch(b"".join(map(_TIME_AND_TAG, compress(fields, whole)))) is None:
-            whole = [False] * len(fields)  # a time before 1972 or after 2262: decode_entry reads it
-        if not all(whole):
+        heads = list(map(_FIELDS_START, fields))
+        lengths = list(map(min, map(len, fields), repeat(_LAST_LENGTH)))
+        whole = _whole_flags(fields, heads, lengths)
+        if whole is not None:
             for frame, is_whole in zip(starts, whole, strict=True):
                 if not is_whole:
                     self._entry(current, start + frame, data, frame + 4, frame + 4 + _LENGTH.unpack_from(data, frame)[0],
                                 out)
-            fields = list(compress(fields, whole))
-            starts = list(compress(starts, whole))
+            fields, heads = list(compress(fields, whole)), list(compress(heads, whole))
+            starts, lengths = list(compress(starts, whole)), list(compress(lengths, whole))
         if fields:
-            lines = WholeLines(list(map(add, starts, repeat(start))), list(map(_STREAM, fields)), _stamps(fields),
-                               list(map(bytes.__getitem__, fields, map(_LINE_FROM.__getitem__, map(len, fields)))))
+            lines = WholeLines(list(map(add, starts, repeat(start))), list(map(_STREAM_OF.__getitem__, heads)),
+                               _stamps(fields), list(map(bytes.__getitem__, fields, map(_LINE_FROM.__getitem__, lengths))))
             for index in fast.render_whole(lines, self.max_message_length):
                 out.append(self._full_path_line(current, lines, index))
         return cut
