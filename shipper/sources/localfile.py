@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIVE_NAME = "container.log"
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 18  # about 1,650 lines of 150 bytes, as json-file's: a batch's worth, not several (queued batches are RSS)
 MAX_ENTRY = 1 << 24  # Docker's entries are ~16 KiB; a length beyond this is a corrupt file
 BROKEN_GZIP = (EOFError, zlib.error, gzip.BadGzipFile)
 _LENGTH = struct.Struct(">I")
