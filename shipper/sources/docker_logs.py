@@ -295,12 +295,7 @@ class DockerLogsSource(Source):
                 driver = self._drivers.get(container_id, "json-file")
                 docs = (self.documents.for_container(container_id, follower.base, driver)
                         if self.documents is not None else None)
-                if docs is not None and isinstance(follower, JsonFileChain):
-                    lines = follower.read(room, self.batch_bytes, docs)
-                else:
-                    lines = follower.read(room, self.batch_bytes)
-                    if docs is not None:
-                        lines = docs.render(lines)  # decoded lines (local): those no rule could flag, rendered
+                lines = follower.read(room, self.batch_bytes, docs)  # docs: the lines it renders are not returned
                 got = self._line_events(container_id, follower, lines)
                 if docs is not None and len(docs):
                     more_ids, more_bodies = docs.take()

@@ -15,9 +15,11 @@ differs from what the writer would produce (Docker writes `\\u00XX` for control
 characters and `<>&`, orjson does not), which are re-encoded one by one instead.
 tests/unit/test_fastpath.py proves both paths give the same bytes.
 
-The local driver's lines arrive decoded (shipper/sources/localfile.py): `render` puts
-each one no rule could flag into the same template (rendered with `shipper.log.driver:
-local`), its message escaped by orjson as the writer would.
+The local driver's reader (shipper/sources/localfile.py) hands over a chunk's whole lines
+as parallel lists (offsets, streams, times, raw messages) without an object per line:
+`render_whole` puts each one no rule could flag into the same template (rendered with
+`shipper.log.driver: local`); a chunk of printable ASCII goes as it is, any other has
+its messages decoded and escaped by orjson as the writer would.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import hashlib
 import re
 import uuid
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
-from itertools import accumulate, repeat
-from operator import add, attrgetter, itemgetter
+from itertools import accumulate, compress, repeat
+from operator import add, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -41,7 +43,7 @@ from ..ecs import relocate
 from ..model import Event
 
 if TYPE_CHECKING:
-    from .jsonfile import Line
+    from .localfile import WholeLines
 
 # One whole json-file entry as Docker writes it (no attrs), or any other line. The log
 # string ends at the first `","stream":"`: inside it every quote is escaped.
@@ -57,8 +59,7 @@ CurrentPrefilter = Callable[[], Prefilter | None]  # the one in force now (it fo
 
 
 STREAMS = frozenset({b"stdout", b"stderr"})
-STREAM_JSON = {"stdout": b"stdout", "stderr": b"stderr"}
-TEXT, TIME, OFFSET = attrgetter("text"), attrgetter("time"), attrgetter("offset")
+DECODE = methodcaller("decode", "utf-8", "replace")
 INNER = itemgetter(slice(1, -1))  # a JSON string without its quotes
 TIME_CHARACTERS = b"0123456789:.TZ+-"  # a time of only these is written by orjson as it is
 # fields of a line split at its quotes: {"log":"<message>","stream":"<stream>","time":"<time>"}
@@ -93,9 +94,9 @@ def _encode_like_writer(raw: bytes) -> bytes:
     return orjson.dumps(orjson.loads(b'"' + raw + b'"'))[1:-1]
 
 
-def _lines_at(hits: list[int], texts: list[str]) -> set[int]:
-    """Which of `texts` (joined by one NUL, UTF-8) hold the byte positions `hits`."""
-    ends = list(accumulate(len(text.encode("utf-8", "replace")) + 1 for text in texts))
+def _lines_at(hits: list[int], lengths: Iterable[int]) -> set[int]:
+    """Which of the messages of these byte `lengths` (joined by one NUL) hold the byte positions `hits`."""
+    ends = list(accumulate(map(add, lengths, repeat(1))))
     return {bisect_right(ends, hit) for hit in hits}
 
 
@@ -220,31 +221,41 @@ class ContainerDocuments:
                 in_partial = partial()
             start = end
 
-    def render(self, lines: list[Line]) -> list[Line]:
-        """Lines already decoded (the local driver's): a document for each whole line no rule could
-        flag; the others are returned for the full path. C loops (map/zip), as for a json-file chunk."""
+    def render_whole(self, lines: WholeLines, limit: int) -> list[int]:
+        """The local driver's whole lines of a chunk (parallel lists): a document for each no rule could flag
+        and not over `limit` characters; the indexes of the others are returned, for the full path."""
         prefilter = self.prefilter()
-        if self.template is None or not lines or (prefilter is not None and prefilter.every_line):
-            return lines
-        rest = [line for line in lines if line.truncated or line.malformed or not line.time]
-        plain = [line for line in lines if not (line.truncated or line.malformed or not line.time)] if rest else lines
-        texts = list(map(TEXT, plain))
-        if prefilter is not None and plain:
-            hits = prefilter("\0".join(texts).encode("utf-8", "replace").lower())
+        count = len(lines.messages)
+        if self.template is None or not count or (prefilter is not None and prefilter.every_line):
+            return list(range(count))
+        messages = lines.messages
+        joined = b"\0".join(messages)
+        plain = (not joined.translate(None, PLAIN_ASCII) and joined.count(b"\0") == count - 1
+                 and max(map(len, messages)) <= limit)
+        rest: set[int] = set()
+        if plain:  # printable ASCII but quote and backslash: the bytes are their own JSON and text
+            lengths: Any = map(len, messages)
+        else:
+            texts = list(map(DECODE, messages))
+            rest.update(number for number, text in enumerate(texts) if len(text) > limit)
+            encoded = list(map(str.encode, texts))
+            joined, lengths = b"\0".join(encoded), map(len, encoded)
+        if prefilter is not None:
+            hits = prefilter(joined.lower())
             if hits:
-                flagged = _lines_at(hits, texts)
-                rest += [line for number, line in enumerate(plain) if number in flagged]
-                plain = [line for number, line in enumerate(plain) if number not in flagged]
-                texts = list(map(TEXT, plain))
+                rest |= _lines_at(hits, lengths)
+        keep = [number not in rest for number in range(count)] if rest else None
+        if not plain:
+            messages = list(map(INNER, map(orjson.dumps, texts)))
+        times, offsets, streams = lines.times, lines.offsets, lines.streams
+        if keep is not None:
+            times, streams, messages = (list(compress(column, keep)) for column in (times, streams, messages))
+            offsets = list(compress(offsets, keep))
         first, second, third, fourth, last = self.template
-        times = list(map(str.encode, map(TIME, plain)))
-        offsets = list(map(OFFSET, plain))
-        messages = map(INNER, map(orjson.dumps, texts))
-        streams = (STREAM_JSON.get(line.stream) or orjson.dumps(line.stream)[1:-1] for line in plain)
         self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
                                          repeat(fourth), map(b"%d".__mod__, offsets), repeat(last), strict=False))
         self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, offsets, strict=True))))
-        return rest
+        return sorted(rest)
 
     def take(self) -> tuple[list[bytes], list[bytes]]:
         """The documents so far, as (ids, bodies); then empty."""

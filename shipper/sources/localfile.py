@@ -17,6 +17,12 @@ not watching (a backlog at start, or a restart from a checkpoint).
 
 Lines longer than 16 KiB are written as several entries that share a `partial` id; they
 are put back together, and a position never points inside one.
+
+With the fast path (shipper/sources/fastpath.py) a chunk is read without an object per
+line: the frames are walked once (lengths only), the entries in Docker's whole-line layout
+are checked and cut into parallel lists (offsets, streams, times, messages) by C loops
+(map/zip), and handed over together; a `Line` is made only for what it sends back (rule
+hits, over-long lines) and for every other entry (partial, another layout, malformed).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import gzip
 import hashlib
 import logging
 import os
+import re
 import struct
 import threading
 import time
@@ -32,16 +39,23 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import add, and_, itemgetter, sub
+from typing import TYPE_CHECKING
 
 from .jsonfile import Line
+
+if TYPE_CHECKING:
+    from .fastpath import ContainerDocuments
 
 log = logging.getLogger(__name__)
 
 LIVE_NAME = "container.log"
-READ_SIZE = 1 << 20
+READ_SIZE = 1 << 18  # about 1,650 lines of 150 bytes, as json-file's: a batch's worth, not several (queued batches are RSS)
 MAX_ENTRY = 1 << 24  # Docker's entries are ~16 KiB; a length beyond this is a corrupt file
 BROKEN_GZIP = (EOFError, zlib.error, gzip.BadGzipFile)
 _LENGTH = struct.Struct(">I")
+_GAP = struct.Struct(">II")  # a frame's closing length and the next frame's opening one
 
 
 class MalformedEntry(ValueError):
@@ -207,6 +221,128 @@ def _whole_line(data: bytes, i: int, end: int) -> tuple[str, str, bytes] | None:
     if n + length != end:
         return None  # more fields follow: a partial entry
     return source, rfc3339_nano(time_nano), data[n:end]
+
+
+# ------------------------------------------------------------------ whole chunks
+
+
+def _frame_starts(data: bytes) -> tuple[list[int], int]:
+    """Where each whole frame of `data` starts, and where the last one ends: up to the first
+    frame not yet whole, or whose lengths disagree or are too long (the careful loop takes it from there)."""
+    starts: list[int] = []
+    end = len(data)
+    if end < 4:
+        return starts, 0
+    append, gap = starts.append, _GAP.unpack_from
+    i = 0
+    (length,) = _LENGTH.unpack_from(data)
+    while length <= MAX_ENTRY:
+        stop = i + 4 + length
+        if stop + 8 > end:  # the last frame of the chunk: no next length to read with its own
+            if stop + 4 <= end and _LENGTH.unpack_from(data, stop)[0] == length:
+                append(i)
+                i = stop + 4
+            break
+        closing, following = gap(data, stop)
+        if closing != length:
+            break
+        append(i)
+        i = stop + 4
+        length = following
+    return starts, i
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# A whole line as Docker writes it: `0A 06 stdout|stderr 10 <9-byte time> 1A <length> <line>`, nothing
+# after. By the entry's length: what bytes 18.. must be (1A and the line's length), and where the line starts.
+_LONGEST_WHOLE = 16 * 1024 + 1  # Docker splits longer lines into partial entries
+# entries this long or longer are not taken for whole lines (\xff: no entry has that byte there)
+_LAST_LENGTH = 18 + len(_varint_bytes(_LONGEST_WHOLE)) + 1 + _LONGEST_WHOLE + 1
+_LINE_HEAD: list[bytes] = [b"\xff"] * (_LAST_LENGTH + 1)
+_LINE_FROM: list[slice] = [slice(0)] * (_LAST_LENGTH + 1)
+for _length in range(_LONGEST_WHOLE + 1):
+    _head = b"\x1a" + _varint_bytes(_length)
+    _LINE_HEAD[18 + len(_head) + _length] = _head
+    _LINE_FROM[18 + len(_head) + _length] = slice(18 + len(_head), None)
+_STREAM_OF = {b"\n\x06stdout\x10": b"stdout", b"\n\x06stderr\x10": b"stderr"}
+_WHOLE_STARTS = _STREAM_OF.keys()
+_FIELDS_START, _TIME_AND_TAG = itemgetter(slice(9)), itemgetter(slice(9, 19))
+_TIMES = re.compile(rb"(?:[\x80-\xff]{8}[\x00-\x7f]\x1a)*")  # 9-byte varints (1972 to 2262), each before field 3
+
+
+class _Cached(dict):
+    """A dict that computes a missing value once (map(cache.__getitem__, keys) stays a C loop)."""
+
+    def __init__(self, compute, most: int = 4096):
+        super().__init__()
+        self.compute, self.most = compute, most
+
+    def __missing__(self, key):
+        if len(self) > self.most:
+            self.clear()
+        value = self[key] = self.compute(key)
+        return value
+
+
+def _high_value(high: bytes) -> int:
+    value = 0
+    for shift, byte in enumerate(high, start=3):
+        value |= (byte & 0x7F) << (7 * shift)
+    return value
+
+
+# A 9-byte time varint in three lookups: its top six bytes (they change every ~2 ms) give the
+# second (as text) and the nanoseconds so far; its first two and its third byte add the rest.
+_SECOND = _Cached(lambda high: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(_high_value(high) // NANOS)).encode())
+_FRACTION = _Cached(lambda high: _high_value(high) % NANOS)
+_LOW = _Cached(lambda low: (low[0] & 0x7F) | (low[1] & 0x7F) << 7, 1 << 15)
+_MIDDLE = [(byte & 0x7F) << 14 for byte in range(256)]
+_TIME_HIGH, _TIME_LOW, _TIME_MIDDLE = itemgetter(slice(12, 18)), itemgetter(slice(9, 11)), itemgetter(11)
+NANOS = 1_000_000_000
+
+
+def _stamps(fields: list[bytes]) -> list[bytes]:
+    """RFC 3339 (as rfc3339_nano, in bytes) of whole-line entries' times, by C loops."""
+    highs = list(map(_TIME_HIGH, fields))
+    nanos = list(map(add, map(add, map(_FRACTION.__getitem__, highs), map(_LOW.__getitem__, map(_TIME_LOW, fields))),
+                     map(_MIDDLE.__getitem__, map(_TIME_MIDDLE, fields))))
+    stamps = list(map(b"%s.%09dZ".__mod__, zip(map(_SECOND.__getitem__, highs), nanos, strict=True)))
+    if nanos and max(nanos) >= NANOS:  # the low bytes carried into the next second
+        for index, nano in enumerate(nanos):
+            if nano >= NANOS:
+                high = highs[index]
+                stamps[index] = rfc3339_nano(_high_value(high) - _FRACTION[high] + nano).encode()
+    return stamps
+
+
+@dataclass(slots=True)
+class WholeLines:
+    """The whole lines of one chunk, as parallel lists (no object per line)."""
+
+    offsets: list[int]
+    streams: list[bytes]  # b"stdout" | b"stderr"
+    times: list[bytes]  # RFC 3339, as rfc3339_nano
+    messages: list[bytes]  # as Docker wrote them: not yet decoded, not truncated
+
+
+def _whole_flags(fields: list[bytes], heads: list[bytes], lengths: list[int]) -> list[bool] | None:
+    """Which entries (their fields, without the frame) are whole lines in Docker's layout; None: all of them."""
+    in_layout = list(map(bytes.startswith, fields, map(_LINE_HEAD.__getitem__, lengths), repeat(18)))
+    if all(in_layout) and set(heads) <= _WHOLE_STARTS:  # the usual chunk: checked at once
+        whole = None
+    else:
+        whole = list(map(and_, map(_WHOLE_STARTS.__contains__, heads), in_layout))
+    if _TIMES.fullmatch(b"".join(map(_TIME_AND_TAG, fields if whole is None else compress(fields, whole)))) is None:
+        return [False] * len(fields)  # a time before 1972 or after 2262: decode_entry reads it
+    return whole
 
 
 # ------------------------------------------------------------------ files
@@ -451,12 +587,15 @@ class LocalLogChain:
 
     # ------------------------------------------------------------ reading
 
-    def read(self, max_lines: int, max_bytes: int = 8 << 20) -> list[Line]:
-        """Whole messages available now: about `max_lines` or `max_bytes` of file at most."""
+    def read(self, max_lines: int, max_bytes: int = 8 << 20, fast: ContainerDocuments | None = None) -> list[Line]:
+        """Whole messages available now: about `max_lines` or `max_bytes` of file at most.
+
+        With `fast`, the whole lines it can render become documents there; only the others are returned.
+        """
         self.discover()
         out: list[Line] = []
         consumed = 0
-        while self._files and len(out) < max_lines and consumed < max_bytes:
+        while self._files and len(out) + (len(fast) if fast is not None else 0) < max_lines and consumed < max_bytes:
             current = self._files[0]
             try:
                 chunk = current.read(READ_SIZE)
@@ -466,7 +605,7 @@ class LocalLogChain:
                 chunk = b""
             if chunk:
                 consumed += len(chunk)
-                self._consume(current, chunk, out)
+                self._consume(current, chunk, out, fast)
                 continue
             with self._lock:
                 newer = len(self._files) > 1
@@ -487,11 +626,50 @@ class LocalLogChain:
         text = raw[:self.max_message_length].decode("utf-8", "replace")
         return Line(offset, current.seq, "", "unknown", text, False, True)
 
-    def _consume(self, current: _OpenFile, chunk: bytes, out: list[Line]) -> None:
+    def _consume(self, current: _OpenFile, chunk: bytes, out: list[Line], fast: ContainerDocuments | None) -> None:
         start = current.offset - len(self._leftover)
         data = self._leftover + chunk if self._leftover else chunk
         current.offset += len(chunk)
-        i, end = 0, len(data)
+        done = self._consume_chunk(current, data, start, out, fast) if fast is not None else 0
+        self._consume_frames(current, data, done, start, out)
+
+    def _consume_chunk(self, current: _OpenFile, data: bytes, start: int, out: list[Line],
+                       fast: ContainerDocuments) -> int:
+        """The sound whole frames at the head of `data` (file offset `start`): whole lines decoded into lists
+        and handed to `fast` together, other entries one by one. Returns where the careful loop goes on."""
+        starts, cut = _frame_starts(data)
+        if not starts:
+            return 0
+        ends = starts[1:]
+        ends.append(cut)
+        fields = list(map(data.__getitem__, map(slice, map(add, starts, repeat(4)), map(sub, ends, repeat(4)))))
+        heads = list(map(_FIELDS_START, fields))
+        lengths = list(map(min, map(len, fields), repeat(_LAST_LENGTH)))
+        whole = _whole_flags(fields, heads, lengths)
+        if whole is not None:
+            for frame, is_whole in zip(starts, whole, strict=True):
+                if not is_whole:
+                    self._entry(current, start + frame, data, frame + 4, frame + 4 + _LENGTH.unpack_from(data, frame)[0],
+                                out)
+            fields, heads = list(compress(fields, whole)), list(compress(heads, whole))
+            starts, lengths = list(compress(starts, whole)), list(compress(lengths, whole))
+        if fields:
+            lines = WholeLines(list(map(add, starts, repeat(start))), list(map(_STREAM_OF.__getitem__, heads)),
+                               _stamps(fields), list(map(bytes.__getitem__, fields, map(_LINE_FROM.__getitem__, lengths))))
+            for index in fast.render_whole(lines, self.max_message_length):
+                out.append(self._full_path_line(current, lines, index))
+        return cut
+
+    def _full_path_line(self, current: _OpenFile, lines: WholeLines, index: int) -> Line:
+        limit = self.max_message_length
+        text = lines.messages[index].decode("utf-8", "replace")
+        truncated = len(text) > limit
+        return Line(lines.offsets[index], current.seq, lines.times[index].decode(), lines.streams[index].decode(),
+                    text[:limit] if truncated else text, truncated, False)
+
+    def _consume_frames(self, current: _OpenFile, data: bytes, i: int, start: int, out: list[Line]) -> None:
+        """Frame by frame from `data[i:]`: the careful loop (corrupt frames, and without the fast path)."""
+        end = len(data)
         limit = self.max_message_length
         unpack = _LENGTH.unpack_from
         while end - i >= 4:
@@ -505,31 +683,33 @@ class LocalLogChain:
             if unpack(data, stop)[0] != length:
                 self._corrupt(current, start + i, data[i:], out)
                 return
-            offset = start + i
             whole = _whole_line(data, i + 4, stop)
             if whole is not None:  # the common case, without building a LogEntry
                 source, stamp, raw = whole
                 text = raw.decode("utf-8", "replace")
                 truncated = len(text) > limit
-                out.append(Line(offset, current.seq, stamp, source, text[:limit] if truncated else text,
+                out.append(Line(start + i, current.seq, stamp, source, text[:limit] if truncated else text,
                                 truncated, False))
-                i = stop + 4
-                continue
-            try:
-                entry = decode_entry(data[i + 4:stop])
-            except MalformedEntry:
-                out.append(self._malformed(current, offset, data[i + 4:stop]))
-                i = stop + 4
-                continue
-            i = stop + 4
-            if entry.partial:
-                self._add_partial(current, offset, entry, out)
             else:
-                text = entry.line.decode("utf-8", "replace")
-                truncated = len(text) > limit
-                out.append(Line(offset, current.seq, rfc3339_nano(entry.time_nano), entry.source,
-                                text[:limit] if truncated else text, truncated, False))
+                self._entry(current, start + i, data, i + 4, stop, out)
+            i = stop + 4
         self._leftover = data[i:]
+
+    def _entry(self, current: _OpenFile, offset: int, data: bytes, begin: int, stop: int, out: list[Line]) -> None:
+        """One entry `data[begin:stop]` of any layout (at file offset `offset`): a line, part of one, or malformed."""
+        try:
+            entry = decode_entry(data[begin:stop])
+        except MalformedEntry:
+            out.append(self._malformed(current, offset, data[begin:stop]))
+            return
+        if entry.partial:
+            self._add_partial(current, offset, entry, out)
+            return
+        limit = self.max_message_length
+        text = entry.line.decode("utf-8", "replace")
+        truncated = len(text) > limit
+        out.append(Line(offset, current.seq, rfc3339_nano(entry.time_nano), entry.source,
+                        text[:limit] if truncated else text, truncated, False))
 
     def _add_partial(self, current: _OpenFile, offset: int, entry: LogEntry, out: list[Line]) -> None:
         key = entry.partial_id or entry.source

@@ -18,9 +18,10 @@ from shipper.detect.sigma import load_rules
 from shipper.document import DocumentWriter
 from shipper.ecs import relocate
 from shipper.model import IdPrefix
-from shipper.sources import docker_logs, jsonfile
+from shipper.sources import docker_logs, jsonfile, localfile
 from shipper.sources.docker_logs import _line_event, template_event
 from shipper.sources.fastpath import JsonFileDocuments
+from shipper.sources.localfile import LogEntry, encode_entry
 
 CONTAINER = "c0ffee" * 10 + "abcd"
 PARTIAL = 16 * 1024
@@ -242,43 +243,128 @@ def test_sigmahq_keyword_rules_keep_a_prefilter():
     assert not prefilter.every_line, prefilter.forcing
 
 
-def decoded_lines() -> list[jsonfile.Line]:
-    """Lines as the local driver's reader hands them over (already decoded), with its flags."""
-    lines, offset = [], 0
-    for number, message in enumerate(CORPUS_MESSAGES * 2):
-        text = message.decode("utf-8", "replace")
-        truncated = len(text) > LIMIT
-        stamp = f"2026-11-29T05:00:{number % 60:02d}.{number * 7919 % 10**9:09d}Z"
-        lines.append(jsonfile.Line(offset, 0, stamp, "stderr" if number % 3 else "stdout",
-                                   text[:LIMIT] if truncated else text, truncated, False))
-        offset += len(message) + 40
-    lines.append(jsonfile.Line(offset, 0, "", "unknown", "a corrupt frame", False, True))
-    return lines
+# ------------------------------------------------------------------ the local driver
+
+T0 = 1_795_923_409_068_836_870  # 2026-11-29T03:36:49.068836870Z
 
 
-def test_local_lines_rendered_by_the_fast_path_equal_the_full_path():
-    engine, writer = engine_and_writer()
-    path = f"/var/lib/docker/containers/{CONTAINER}/local-logs/container.log"
-    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, lambda: engine.log_prefilter, template_event)
-    lines = decoded_lines()
-    renderer = documents.for_container(CONTAINER, path, "local")
-    rest = renderer.render(lines)
-    fast_ids, bodies = renderer.take()
-    assert len(bodies) > len(lines) // 2 and rest, "both paths should be taken"
-    assert len(bodies) + len(rest) == len(lines)
+def local_entries(message: bytes, stream: str, number: int) -> list[bytes]:
+    """Frames as the local driver writes one message: split into 16 KiB partial entries, a shared id."""
+    stamp = T0 + number * 7_919_000_123
+    parts = [message[i:i + PARTIAL] for i in range(0, len(message), PARTIAL)] or [b""]
+    if len(parts) == 1:
+        return [encode_entry(LogEntry(stream, stamp, message))]
+    return [encode_entry(LogEntry(stream, stamp, part, partial=True, partial_last=ordinal == len(parts), partial_id=f"id{number}",
+                                  partial_ordinal=ordinal))
+            for ordinal, part in enumerate(parts, start=1)]
 
+
+def odd_frame(body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + body + len(body).to_bytes(4, "big")
+
+
+LOCAL_ODD = [
+    odd_frame(b"\xff\xff not protobuf"),  # malformed
+    odd_frame(b"\x10\x05\x1a\x0bfields swap\x0a\x06stdout"),  # another field order: decode_entry reads it
+    odd_frame(b"\x0a\x05stdin\x10\x01\x1a\x0codd stream x"),  # a stream and a time (1970) of another shape
+    odd_frame(b"\x0a\x06stdout\x10\x85\x80\x80\x80\x80\x80\x80\x80\x01\x1a\x05extra\x30\x01"),  # an unknown field
+    # a partial entry one byte longer than Docker makes them: its fields must not pass for a whole line
+    encode_entry(LogEntry("stdout", T0, b"p" * (PARTIAL + 1), partial=True, partial_id="big", partial_ordinal=1)),
+    encode_entry(LogEntry("stdout", T0, b" the end of big", partial=True, partial_last=True, partial_id="big",
+                          partial_ordinal=2)),
+    b"",
+]
+
+
+def local_corpus(corrupt_tail: bool) -> bytes:
+    frames, number = [], 0
+    for round_ in range(3):
+        for message in CORPUS_MESSAGES:
+            for stream in ("stdout", "stderr"):
+                number += 1
+                frames += local_entries(message, stream, number)
+        if round_ == 1:
+            frames += LOCAL_ODD
+    for n in range(500):
+        number += 1
+        text = b'filler line %d "quoted" back\\slash tab\t cr\r' % n if n % 7 == 0 else b"filler line %d with text" % n
+        frames += local_entries(text, "stderr" if n % 3 == 0 else "stdout", number)
+        if n % 97 == 0:
+            frames += LOCAL_ODD[n // 97 % len(LOCAL_ODD):][:1]
+    if corrupt_tail:  # lengths that disagree: the rest of the file is one malformed line
+        frames += [b"\x00\x00\x00\x20" + b"frame lengths disagree" * 3, *local_entries(b"after the damage", "stdout", 0)]
+    return b"".join(frames)
+
+
+def read_local(directory: Path, engine: RulesEngine, writer: DocumentWriter, fast: JsonFileDocuments | None):
+    """As read_all, for the local driver's reader."""
+    chain = localfile.LocalLogChain(str(directory), max_message_length=LIMIT)
     ids = IdPrefix(CONTAINER)
-    full, flagged = {}, set()
-    for line in lines:
-        event = _line_event(CONTAINER, ids, path, line, "local")
-        relocate(event.fields)
-        event = engine.judge(event)
-        encoded = writer.encode([event])
-        full[encoded.ids[0]] = encoded.bodies[0]
-        if event.verdicts:
-            flagged.add(encoded.ids[0])
-    fast = dict(zip(fast_ids, bodies, strict=True))
-    assert all(full[doc_id] == body for doc_id, body in fast.items())  # same _id, same bytes
-    assert flagged and not flagged & fast.keys()  # every line a rule flags took the full path
-    assert b'"driver":"local"' in bodies[0]
-    assert renderer is not documents.for_container(CONTAINER, path, "json-file")  # a template per driver
+    sent: dict[bytes, bytes] = {}
+    alerts: set[bytes] = set()
+    rendered = 0
+    while True:
+        docs = fast.for_container(CONTAINER, chain.base, "local") if fast else None
+        lines = chain.read(300, fast=docs)
+        fast_ids, bodies = docs.take() if docs else ([], [])
+        if not lines and not bodies:
+            break
+        rendered += len(bodies)
+        sent.update(zip(fast_ids, bodies, strict=True))
+        for line in lines:
+            event = _line_event(CONTAINER, ids, chain.base, line, "local")
+            relocate(event.fields)
+            event = engine.judge(event)
+            encoded = writer.encode([event])
+            sent[encoded.ids[0]] = encoded.bodies[0]
+            if event.verdicts:
+                alerts.add(encoded.ids[0])
+    return sent, alerts, chain.position, rendered
+
+
+@pytest.mark.parametrize("corrupt_tail", [False, True])
+@pytest.mark.parametrize("read_size", [1 << 20, 4096, 333])
+def test_local_chunks_rendered_by_the_fast_path_equal_the_full_path(tmp_path, monkeypatch, read_size, corrupt_tail):
+    monkeypatch.setattr(localfile, "READ_SIZE", read_size)
+    monkeypatch.setattr(docker_logs, "_now", lambda: "2026-11-29T04:00:00.000000000Z")  # malformed lines' time
+    directory = tmp_path / "local-logs"
+    directory.mkdir()
+    (directory / localfile.LIVE_NAME).write_bytes(local_corpus(corrupt_tail))
+    engine, writer = engine_and_writer()
+    full, full_alerts, full_position, _ = read_local(directory, engine, writer, None)
+    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, lambda: engine.log_prefilter, template_event)
+    fast, fast_alerts, fast_position, rendered = read_local(directory, engine, writer, documents)
+
+    assert rendered > 500, "the fast path rendered (almost) nothing"
+    assert len(full_alerts) >= 8, "the corpus should hit the log rules"
+    assert fast_alerts == full_alerts
+    assert fast.keys() == full.keys()
+    different = [doc_id for doc_id in full if fast[doc_id] != full[doc_id]]
+    assert not different, (full[different[0]], fast[different[0]])
+    assert fast_position == full_position
+    some = next(iter(fast.values()))
+    assert b'"driver":"local"' in some
+    assert documents.for_container(CONTAINER, "x", "local") is not documents.for_container(CONTAINER, "x", "json-file")
+
+
+def test_local_chunk_of_plain_ascii_and_of_other_text_render_alike():
+    """A chunk of printable ASCII is spliced as it is; one NUL, quote or non-ASCII byte sends the chunk through orjson."""
+    engine, writer = engine_and_writer()
+    documents = JsonFileDocuments(writer, {CONTAINER: meta()}.get, lambda: engine.log_prefilter, template_event)
+    path = f"/var/lib/docker/containers/{CONTAINER}/local-logs/container.log"
+    plain = [b"plain one", b"plain two"]
+    for extra in (b"plain three", b"nul \x00 inside", b'a "quote"', b"caf\xc3\xa9", b"bad \xff utf-8"):
+        messages = [*plain, extra]
+        lines = localfile.WholeLines([0, 10, 20], [b"stdout", b"stderr", b"stdout"],
+                                     [localfile.rfc3339_nano(T0 + n).encode() for n in range(3)], messages)
+        renderer = documents.for_container(CONTAINER, path, "local")
+        assert renderer.render_whole(lines, LIMIT) == []
+        fast_ids, bodies = renderer.take()
+        ids = IdPrefix(CONTAINER)
+        for number, message in enumerate(messages):
+            line = jsonfile.Line(lines.offsets[number], 0, lines.times[number].decode(), lines.streams[number].decode(),
+                                 message.decode("utf-8", "replace"), False, False)
+            event = _line_event(CONTAINER, ids, path, line, "local")
+            relocate(event.fields)
+            encoded = writer.encode([event])
+            assert (fast_ids[number], bodies[number]) == (encoded.ids[0], encoded.bodies[0])

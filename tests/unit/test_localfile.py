@@ -15,6 +15,8 @@ from shipper.sources.localfile import (
     LocalLogChain,
     LogEntry,
     MalformedEntry,
+    _frame_starts,
+    _stamps,
     _whole_line,
     chain_paths,
     decode_entry,
@@ -267,3 +269,25 @@ def test_a_damaged_compressed_rotation_is_reported_and_the_rest_still_read(tmp_p
     got = texts(LocalLogChain(str(tmp_path), max_message_length=1000))
     assert got[0] == "kept-0 " and got[-1] == "after" and len(got) > 1000  # what came before the damage
     assert "damaged" in caplog.text
+
+
+# ------------------------------------------------------------------ whole chunks
+
+
+def test_chunk_times_equal_rfc3339_nano_also_where_the_low_bytes_carry_into_the_next_second():
+    second = 1_795_923_409 * 1_000_000_000
+    times = [second + delta for delta in range(-3_000_000, 3_000_000, 997)]
+    times += [second - 1, second, second + 1, 1 << 56, (1 << 63) - 1]  # the first and last 9-byte varints (1972, 2262)
+    fields = [entry("x", time_nano=t)[4:-4] for t in times]
+    assert _stamps(fields) == [rfc3339_nano(t).encode() for t in times]
+
+
+def test_frame_walk_stops_at_an_unfinished_or_unsound_frame():
+    whole = entry("one") + entry("two")
+    assert _frame_starts(whole) == ([0, len(entry("one"))], len(whole))
+    assert _frame_starts(whole + entry("three")[:-1]) == ([0, len(entry("one"))], len(whole))
+    bad = bytearray(whole)
+    bad[len(entry("one")) - 1] ^= 1  # the first frame's closing length disagrees
+    assert _frame_starts(bytes(bad)) == ([], 0)
+    assert _frame_starts(b"\xff\xff\xff\xff" + whole) == ([], 0)
+    assert _frame_starts(b"\x00\x00") == ([], 0)
