@@ -31,6 +31,7 @@ from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
+from .cadence import Backoff
 from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
@@ -144,6 +145,7 @@ class DockerLogsSource(Source):
         self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
+        self._cadence = Backoff(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
@@ -211,11 +213,11 @@ class DockerLogsSource(Source):
         """Open each new log file as soon as it appears, even while emit() blocks."""
         while not self._closed.wait(self.poll_interval):
             try:
-                chains = list(self._followed.values())
+                chains = list(self._followed.items())
             except RuntimeError:  # changed while we copied; next round
                 continue
-            for chain in chains:
-                if not isinstance(chain, _ApiFollower):
+            for container_id, chain in chains:
+                if not isinstance(chain, _ApiFollower) and self._cadence.due(container_id):
                     chain.discover()
 
     def _apply_changes(self, positions: dict[str, Any]) -> None:
@@ -224,6 +226,7 @@ class DockerLogsSource(Source):
                 action, container_id, when = self._changes.get_nowait()
             except queue.Empty:
                 return
+            self._cadence.wake(container_id)
             if action in FOLLOW_ACTIONS:
                 self._stopping.pop(container_id, None)
                 self._dormant.discard(container_id)
@@ -285,7 +288,7 @@ class DockerLogsSource(Source):
         bodies: list[bytes] = []
         moved: dict[str, Any] = {}
         for container_id, follower in list(self._followed.items()):
-            if container_id in self._dormant:
+            if container_id in self._dormant or not self._cadence.due(container_id):
                 continue
             room = self.batch_size - len(events) - len(bodies)
             rendered = 0
@@ -307,6 +310,7 @@ class DockerLogsSource(Source):
                     doc_ids += more_ids
                     bodies += more_bodies
                     rendered = len(more_bodies)
+            self._cadence.heard(container_id, bool(got or rendered))
             if got or rendered:
                 events.extend(got)
                 moved[container_id] = follower.position
@@ -344,6 +348,7 @@ class DockerLogsSource(Source):
         last = follower.flush() if isinstance(follower, LocalLogChain) else []
         if action == "destroy":
             self._followed.pop(container_id).close()
+            self._cadence.forget(container_id)
             self.cache.forget(container_id)
             if self.documents is not None:
                 self.documents.forget(container_id)
