@@ -197,13 +197,16 @@ class DockerLogsSource(Source):
         while not self._closed.is_set():
             try:
                 self._events_stream = self.client.events(decode=True, since=since, filters={"type": "container"})
+                self.cache.listening(self, True)
                 for event in self._events_stream:
                     since = event.get("time", since)
                     self.cache.on_engine_event(event)
                     action = event.get("Action", "")
                     if action in FOLLOW_ACTIONS or action in ("destroy", "die"):
                         self._changes.put((action, event["Actor"]["ID"], time.monotonic()))
+                self.cache.listening(self, False)
             except Exception as exc:
+                self.cache.listening(self, False)
                 if self._closed.is_set():
                     return
                 log.warning("docker_logs: engine event stream broke, reconnecting", extra={"error": str(exc)})

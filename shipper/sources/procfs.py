@@ -73,6 +73,24 @@ def _read(path: str, mode: str = "r"):
         return None
 
 
+def _read_small(path: str) -> bytes | None:
+    """A small /proc file as bytes, without a Python file object (half the cost of `_read` for the files
+    the sampler reads per container twice a second)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        chunks = [os.read(fd, 65536)]
+        while chunks[-1]:
+            chunks.append(os.read(fd, 65536))
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def _readlink(path: str) -> str | None:
     try:
         return os.readlink(path)
@@ -194,7 +212,7 @@ def cgroup_procs_path(init_pid: int, proc_root: str = "/proc", cgroup_root: str 
 
 
 def read_pids(procs_path: str) -> list[int] | None:
-    text = _read(procs_path)
+    text = _read_small(procs_path)
     return None if text is None else [int(p) for p in text.split()]
 
 
@@ -235,17 +253,17 @@ def tcp_signature(pid: int, proc_root: str = "/proc") -> str | None:
     socket opened or closed: the tables need not be read again."""
     parts = []
     for name in ("sockstat", "sockstat6"):
-        text = _read(f"{proc_root}/{pid}/net/{name}")
+        text = _read_small(f"{proc_root}/{pid}/net/{name}")
         if text is None:
             return None
-        parts += [line for line in text.splitlines() if line.startswith(("TCP:", "TCP6:"))]
-    return "|".join(parts)
+        parts += [line for line in text.splitlines() if line.startswith((b"TCP:", b"TCP6:"))]
+    return b"|".join(parts).decode()
 
 
 def packet_socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
     """The packet sockets (AF_PACKET: raw frames, sniffers) open in the network namespace `pid` lives in."""
-    text = _read(f"{proc_root}/{pid}/net/packet")
-    if not text:
+    text = _read_small(f"{proc_root}/{pid}/net/packet")
+    if not text or text.count(b"\n") < 2:  # the header alone: none
         return set()
     out = set()
     for line in text.splitlines()[1:]:
