@@ -73,6 +73,7 @@ class _Track:
     sockets: set[tuple] = field(default_factory=set)
     listened: set[int] = field(default_factory=set)  # ports this container ever listened on
     tcp_signature: str | None = None
+    net: procfs.NetnsFiles | None = None  # its namespace's socket counters, kept open
     packet_sockets: set[int] = field(default_factory=set)
     users: dict[int, str] = field(default_factory=dict)
     heard: bool = True  # the kernel told of an exec in it since its last full sample (a new track: yes)
@@ -272,7 +273,7 @@ class ProcessesSource(Source):
         self.samples += 1
         running = self.watched.running()
         for gone in set(self._tracks) - set(running):
-            del self._tracks[gone]
+            self._drop(gone)
         lost = self._watch.lost if self._watch is not None else 0
         everything, self._lost_seen = lost != self._lost_seen, lost  # after an overflow, all at once
         events: list[Event] = []
@@ -283,7 +284,7 @@ class ProcessesSource(Source):
             if everything or self._due(track):
                 pids = procfs.read_pids(track.procs_path) if track.procs_path else None
                 if pids is None:
-                    self._tracks.pop(container_id, None)  # it stopped; the next sample starts afresh
+                    self._drop(container_id)  # it stopped; the next sample starts afresh
                     continue
                 events.extend(self._sample_processes(container_id, track, pids))
             else:
@@ -292,6 +293,11 @@ class ProcessesSource(Source):
                 events.extend(self._new_sockets(container_id, track, pids))
                 events.extend(self._new_packet_sockets(container_id, track, pids))
         return events
+
+    def _drop(self, container_id: str) -> None:
+        track = self._tracks.pop(container_id, None)
+        if track is not None and track.net is not None:
+            track.net.close()
 
     def _due(self, track: _Track) -> bool:
         """Whether to read a container's processes from /proc this sample. With the kernel's exec events
@@ -490,7 +496,9 @@ class ProcessesSource(Source):
     # ------------------------------------------------------------ network
 
     def _new_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        signature = procfs.tcp_signature(track.init_pid, self.proc_root)
+        if track.net is None or not track.net.usable:  # not opened yet, or the namespace could not be read
+            track.net = procfs.NetnsFiles(track.init_pid, self.proc_root)
+        signature = track.net.tcp_signature()
         if signature is not None and signature == track.tcp_signature:
             return []
         track.tcp_signature = signature
@@ -512,7 +520,8 @@ class ProcessesSource(Source):
         return [self._network_event(container_id, row, self._inbound(track, row), owners.get(row.inode)) for row in new]
 
     def _new_packet_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        inodes = procfs.packet_socket_inodes(track.init_pid, self.proc_root)
+        inodes = track.net.packet_socket_inodes() if track.net else procfs.packet_socket_inodes(track.init_pid,
+                                                                                                self.proc_root)
         new = inodes - track.packet_sockets
         track.packet_sockets = inodes
         if not new:

@@ -49,3 +49,31 @@ def test_this_process_reads_itself():
     info = procfs.read_process(os.getpid())
     assert info is not None and info.stat.pid == os.getpid() and info.executable
     assert not info.memfd and info.args
+
+
+def test_namespace_files_kept_open_read_fresh_each_time():
+    import os
+    import socket
+
+    from shipper.sources.procfs import NetnsFiles, packet_socket_inodes
+
+    def in_use(signature: str | None) -> int:
+        assert signature is not None
+        return int(signature.split("|")[0].split()[2])  # "TCP: inuse N ..."
+
+    files = NetnsFiles(os.getpid())
+    try:
+        assert files.usable
+        before = in_use(files.tcp_signature())
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        try:
+            assert in_use(files.tcp_signature()) >= before + 1  # read again from the same open file: fresh
+            assert files.packet_socket_inodes() == packet_socket_inodes(os.getpid())
+        finally:
+            listener.close()
+    finally:
+        files.close()
+    assert not files.usable and files.tcp_signature() is None
+    assert not NetnsFiles(2**22 + 7).usable  # no such process
