@@ -108,6 +108,8 @@ class ProcessesSource(Source):
         self._watch: ExecWatch | None = None
         self._decisions: dict[str, bool] = {}  # container id -> watched? (the selector's answer never changes)
         self._lost_seen = 0  # the exec watch's overflow count at the last sample
+        self._keep_open_budget = procfs.open_files_budget(len(procfs.NetnsFiles.NAMES))  # containers
+        self._kept_open = 0
         self.samples = 0
         self.full_samples = 0  # containers whose processes were read from /proc
 
@@ -296,8 +298,9 @@ class ProcessesSource(Source):
 
     def _drop(self, container_id: str) -> None:
         track = self._tracks.pop(container_id, None)
-        if track is not None and track.net is not None:
+        if track is not None and track.net is not None and track.net.usable:
             track.net.close()
+            self._kept_open -= 1
 
     def _due(self, track: _Track) -> bool:
         """Whether to read a container's processes from /proc this sample. With the kernel's exec events
@@ -496,9 +499,11 @@ class ProcessesSource(Source):
     # ------------------------------------------------------------ network
 
     def _new_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        if track.net is None or not track.net.usable:  # not opened yet, or the namespace could not be read
+        if (track.net is None or not track.net.usable) and self._kept_open < self._keep_open_budget:
             track.net = procfs.NetnsFiles(track.init_pid, self.proc_root)
-        signature = track.net.tcp_signature()
+            self._kept_open += track.net.usable
+        signature = (track.net.tcp_signature() if track.net and track.net.usable
+                     else procfs.tcp_signature(track.init_pid, self.proc_root))
         if signature is not None and signature == track.tcp_signature:
             return []
         track.tcp_signature = signature
@@ -520,8 +525,8 @@ class ProcessesSource(Source):
         return [self._network_event(container_id, row, self._inbound(track, row), owners.get(row.inode)) for row in new]
 
     def _new_packet_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        inodes = track.net.packet_socket_inodes() if track.net else procfs.packet_socket_inodes(track.init_pid,
-                                                                                                self.proc_root)
+        inodes = (track.net.packet_socket_inodes() if track.net and track.net.usable
+                  else procfs.packet_socket_inodes(track.init_pid, self.proc_root))
         new = inodes - track.packet_sockets
         track.packet_sockets = inodes
         if not new:

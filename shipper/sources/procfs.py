@@ -10,6 +10,7 @@ listing and a read all the time.
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import struct
 import time
@@ -265,6 +266,21 @@ def _tcp_lines(texts: list[bytes | None]) -> str | None:
 def packet_socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
     """The packet sockets (AF_PACKET: raw frames, sniffers) open in the network namespace `pid` lives in."""
     return _packet_inodes(_read_small(f"{proc_root}/{pid}/net/packet"))
+
+
+def open_files_budget(per_item: int, reserve: int = 1024, ceiling: int = 65536) -> int:
+    """How many items of `per_item` open files may be kept open: the soft limit is first raised to the
+    hard one (up to `ceiling`; a service's soft limit is often 1024), and `reserve` stays free for sockets,
+    logs and the rest."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = min(hard if hard != resource.RLIM_INFINITY else ceiling, ceiling)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+    except (OSError, ValueError):
+        return 0
+    return max(0, (min(soft, ceiling) - reserve) // per_item)
 
 
 class NetnsFiles:

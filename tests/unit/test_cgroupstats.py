@@ -91,3 +91,14 @@ def test_parsers():
     assert blkio_v1_bytes("8:0 Read 1\n8:16 Read 2\n8:16 Write 5\nTotal 8\n") == (3, 5)
     assert io_v2_bytes("") == (0, 0)
     assert network_bytes(NET_DEV) == (1000, 2000)
+
+
+def test_stat_value_finds_the_whole_key():
+    from shipper.sources.cgroupstats import stat_value
+
+    text = "total_cache 9\ncache 5\nrss 2\ninactive_file 3"
+    assert stat_value(text, "cache") == 5 and stat_value(text, "inactive_file") == 3
+    assert stat_value("total_cache 9\n", "cache") == 0
+    assert stat_value("cache 7\n", "cache") == 7
+    with pytest.raises(ValueError):
+        stat_value("user_usec 1\n", "usage_usec", None)

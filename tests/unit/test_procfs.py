@@ -77,3 +77,14 @@ def test_namespace_files_kept_open_read_fresh_each_time():
         files.close()
     assert not files.usable and files.tcp_signature() is None
     assert not NetnsFiles(2**22 + 7).usable  # no such process
+
+
+def test_open_files_budget_raises_the_soft_limit_and_keeps_a_reserve(monkeypatch):
+    import resource
+
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert procfs.open_files_budget(3) == (4096 - 1024) // 3 and set_to == [(4096, 4096)]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    assert procfs.open_files_budget(3) == 0  # no room: every read opens its file, as before
