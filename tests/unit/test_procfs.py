@@ -88,3 +88,19 @@ def test_open_files_budget_raises_the_soft_limit_and_keeps_a_reserve(monkeypatch
     assert procfs.open_files_budget(3) == (4096 - 1024) // 3 and set_to == [(4096, 4096)]
     monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
     assert procfs.open_files_budget(3) == 0  # no room: every read opens its file, as before
+
+
+def test_tcp_signature_follows_the_namespace_not_the_host(tmp_path):
+    def lay(alloc: int, active: int, inuse: int = 1) -> str | None:
+        net = tmp_path / "7" / "net"
+        net.mkdir(parents=True, exist_ok=True)
+        (net / "sockstat").write_text(f"sockets: used 9\nTCP: inuse {inuse} orphan 0 tw 0 alloc {alloc} mem 3\n")
+        (net / "sockstat6").write_text("TCP6: inuse 0\nUDP6: inuse 0\n")
+        (net / "snmp").write_text("Tcp: RtoAlgorithm ActiveOpens PassiveOpens CurrEstab InSegs\n"
+                                  f"Tcp: 1 {active} 0 1 {alloc * 100}\n")
+        return procfs.tcp_signature(7, str(tmp_path))
+
+    first = lay(alloc=5, active=10)
+    assert first is not None and lay(alloc=50, active=10) == first  # the host's sockets: not ours
+    assert lay(alloc=50, active=11) != first  # a connection opened (and maybe closed) in the namespace
+    assert lay(alloc=50, active=10, inuse=2) != first  # a listener
