@@ -26,6 +26,7 @@ from .. import kinds
 from ..config import AnomalyConfig, MiningConfig, PortScanConfig
 from ..model import Severity, Verdict
 from ..private import open_private, private_dir
+from .forest import Forest, fit
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ FEATURES = ("cpu_cores", "memory_log_mib", "pids", "net_log_kibps", "disk_log_ki
 # How far a feature may wander and still be "the same behaviour": training data is
 # jittered by this much so an idle, constant baseline still has a shape to learn.
 TOLERANCE = (0.1, 0.15, 1.0, 0.5, 0.5, 2.0)
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2  # 2: the forest as lists (forest.py); 1 was scikit-learn's object
 
 
 def _safe_name(image: str) -> str:
@@ -236,7 +237,7 @@ def _safe_name(image: str) -> str:
 class _ImageModel:
     image: str
     samples: list[list[float]] = field(default_factory=list)
-    forest: Any = None
+    forest: Forest | None = None
     trained_on: int = 0
     training: bool = False  # a thread is fitting the forest, outside the lock
 
@@ -283,7 +284,7 @@ class AnomalyDetector(Detector):
             if samples is not None:
                 self._train(model, samples)
             return NOTHING
-        score = float(-forest.score_samples([vector])[0])
+        score = forest.score(vector)
         added = {"anomaly": {"score": round(score, 3), "model": image, "features": dict(zip(FEATURES, vector))}}
         with self._lock:
             streak = self._high[container_id] = self._high[container_id] + 1 if score >= self.config.threshold else 0
@@ -341,15 +342,8 @@ class AnomalyDetector(Detector):
         log.info("anomaly model trained", extra={"image": model.image, "samples": model.trained_on})
         self._save(model)
 
-    def _fit(self, samples: list[list[float]]) -> Any:
-        import numpy as np
-        from sklearn.ensemble import IsolationForest
-
-        rng = np.random.default_rng(0)
-        base = np.asarray(samples, dtype=float)
-        scale = np.asarray(TOLERANCE)
-        jittered = np.concatenate([base + rng.normal(0, 1, base.shape) * scale for _ in range(8)])
-        return IsolationForest(n_estimators=self.config.trees, random_state=0).fit(jittered)
+    def _fit(self, samples: list[list[float]]) -> Forest:
+        return fit(samples, TOLERANCE, self.config.trees)
 
     # ------------------------------------------------------------ persistence
 
@@ -358,15 +352,14 @@ class AnomalyDetector(Detector):
 
     def _save(self, model: _ImageModel) -> None:
         path = self._path(model.image)
-        if path is None:
+        if path is None or model.forest is None:
             return
-        import sklearn
-
         private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
         with open_private(tmp, "wb") as handle:
-            pickle.dump({"format": MODEL_FORMAT, "sklearn": sklearn.__version__, "image": model.image,
-                         "features": FEATURES, "trained_on": model.trained_on, "forest": model.forest}, handle)
+            pickle.dump({"format": MODEL_FORMAT, "sklearn": model.forest.sklearn, "image": model.image,
+                         "features": FEATURES, "trained_on": model.trained_on, "forest": model.forest.to_dict()},
+                        handle)
         tmp.replace(path)
 
     def _load(self, image: str) -> _ImageModel:
@@ -375,20 +368,17 @@ class AnomalyDetector(Detector):
         path = self._path(image)
         if path is None or not path.exists():
             return model
-        import sklearn
-
         try:
             with open(path, "rb") as handle:  # our own file, in our own state directory
                 saved = pickle.load(handle)
         except Exception as exc:
             log.warning("anomaly model unreadable, training again", extra={"path": str(path), "error": str(exc)})
             return model
-        if (saved.get("format"), saved.get("sklearn"), tuple(saved.get("features", ()))) != (
-                MODEL_FORMAT, sklearn.__version__, FEATURES):
+        if (saved.get("format"), tuple(saved.get("features", ()))) != (MODEL_FORMAT, FEATURES):
             log.warning("anomaly model from another version, training again",
-                        extra={"path": str(path), "saved_sklearn": saved.get("sklearn")})
+                        extra={"path": str(path), "saved_format": saved.get("format")})
             return model
-        model.forest, model.trained_on = saved["forest"], saved["trained_on"]
+        model.forest, model.trained_on = Forest.from_dict(saved["forest"]), saved["trained_on"]
         log.info("anomaly model reloaded", extra={"image": image, "samples": model.trained_on, "path": str(path)})
         return model
 

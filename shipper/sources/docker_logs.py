@@ -31,6 +31,7 @@ from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
+from .cadence import Backoff
 from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
@@ -144,6 +145,7 @@ class DockerLogsSource(Source):
         self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
+        self._cadence = Backoff(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
@@ -195,13 +197,16 @@ class DockerLogsSource(Source):
         while not self._closed.is_set():
             try:
                 self._events_stream = self.client.events(decode=True, since=since, filters={"type": "container"})
+                self.cache.listening(self, True)
                 for event in self._events_stream:
                     since = event.get("time", since)
                     self.cache.on_engine_event(event)
                     action = event.get("Action", "")
                     if action in FOLLOW_ACTIONS or action in ("destroy", "die"):
                         self._changes.put((action, event["Actor"]["ID"], time.monotonic()))
+                self.cache.listening(self, False)
             except Exception as exc:
+                self.cache.listening(self, False)
                 if self._closed.is_set():
                     return
                 log.warning("docker_logs: engine event stream broke, reconnecting", extra={"error": str(exc)})
@@ -211,11 +216,11 @@ class DockerLogsSource(Source):
         """Open each new log file as soon as it appears, even while emit() blocks."""
         while not self._closed.wait(self.poll_interval):
             try:
-                chains = list(self._followed.values())
+                chains = list(self._followed.items())
             except RuntimeError:  # changed while we copied; next round
                 continue
-            for chain in chains:
-                if not isinstance(chain, _ApiFollower):
+            for container_id, chain in chains:
+                if not isinstance(chain, _ApiFollower) and self._cadence.due(container_id):
                     chain.discover()
 
     def _apply_changes(self, positions: dict[str, Any]) -> None:
@@ -224,6 +229,7 @@ class DockerLogsSource(Source):
                 action, container_id, when = self._changes.get_nowait()
             except queue.Empty:
                 return
+            self._cadence.wake(container_id)
             if action in FOLLOW_ACTIONS:
                 self._stopping.pop(container_id, None)
                 self._dormant.discard(container_id)
@@ -285,7 +291,7 @@ class DockerLogsSource(Source):
         bodies: list[bytes] = []
         moved: dict[str, Any] = {}
         for container_id, follower in list(self._followed.items()):
-            if container_id in self._dormant:
+            if container_id in self._dormant or not self._cadence.due(container_id):
                 continue
             room = self.batch_size - len(events) - len(bodies)
             rendered = 0
@@ -302,6 +308,7 @@ class DockerLogsSource(Source):
                     doc_ids += more_ids
                     bodies += more_bodies
                     rendered = len(more_bodies)
+            self._cadence.heard(container_id, bool(got or rendered))
             if got or rendered:
                 events.extend(got)
                 moved[container_id] = follower.position
@@ -339,6 +346,7 @@ class DockerLogsSource(Source):
         last = follower.flush() if isinstance(follower, LocalLogChain) else []
         if action == "destroy":
             self._followed.pop(container_id).close()
+            self._cadence.forget(container_id)
             self.cache.forget(container_id)
             if self.documents is not None:
                 self.documents.forget(container_id)

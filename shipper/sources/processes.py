@@ -42,6 +42,11 @@ from .exec_watch import Exec, ExecWatch, LinkMade, ModeChange, PacketSocket, Rep
 
 log = logging.getLogger(__name__)
 
+# With kernel exec events, a container they told nothing of has its /proc processes read every this many
+# samples (5 s at the default 0.5 s): what still runs after events were lost without an overflow
+# (a fork that never exec'd, say) is found that much later. Its sockets are read every sample.
+QUIET_EVERY = 10
+
 
 @dataclass
 class _Seen:
@@ -68,8 +73,11 @@ class _Track:
     sockets: set[tuple] = field(default_factory=set)
     listened: set[int] = field(default_factory=set)  # ports this container ever listened on
     tcp_signature: str | None = None
+    net: procfs.NetnsFiles | None = None  # its namespace's socket counters, kept open
     packet_sockets: set[int] = field(default_factory=set)
     users: dict[int, str] = field(default_factory=dict)
+    heard: bool = True  # the kernel told of an exec in it since its last full sample (a new track: yes)
+    quiet_samples: int = 0  # samples since its last full one
 
 
 class ProcessesSource(Source):
@@ -99,7 +107,11 @@ class ProcessesSource(Source):
         self._emit: Emit | None = None
         self._watch: ExecWatch | None = None
         self._decisions: dict[str, bool] = {}  # container id -> watched? (the selector's answer never changes)
+        self._lost_seen = 0  # the exec watch's overflow count at the last sample
+        self._keep_open_budget = procfs.open_files_budget(len(procfs.NetnsFiles.NAMES))  # containers
+        self._kept_open = 0
         self.samples = 0
+        self.full_samples = 0  # containers whose processes were read from /proc
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
         self._emit = emit
@@ -122,7 +134,7 @@ class ProcessesSource(Source):
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"containers": len(self._tracks), "processes": sum(len(t.processes) for t in self._tracks.values()),
-               "samples": self.samples}
+               "samples": self.samples, "containers_read_from_proc": self.full_samples}
         if self._watch is not None:
             out.update(kernel_execs=self._watch.execs, kernel_overflows=self._watch.lost,
                        processes_missed=self._watch.processes_missed(), audit=self._watch.audit_reader is not None)
@@ -166,6 +178,7 @@ class ProcessesSource(Source):
                 if isinstance(item, (ModeChange, LinkMade)):
                     events.append(self._file_event(item))
                     continue
+                track.heard = True
                 event = self._exec_event(track, item)
                 if event is not None:
                     events.append(event)
@@ -262,24 +275,49 @@ class ProcessesSource(Source):
         self.samples += 1
         running = self.watched.running()
         for gone in set(self._tracks) - set(running):
-            del self._tracks[gone]
+            self._drop(gone)
+        lost = self._watch.lost if self._watch is not None else 0
+        everything, self._lost_seen = lost != self._lost_seen, lost  # after an overflow, all at once
         events: list[Event] = []
         for container_id in running:
             track = self._tracks.get(container_id) or self._track(container_id)
             if track is None:
                 continue
-            pids = procfs.read_pids(track.procs_path) if track.procs_path else None
-            if pids is None:
-                self._tracks.pop(container_id, None)  # it stopped; the next sample starts afresh
-                continue
-            if self._watch is not None:
-                for pid in pids:
-                    self._watch.place(pid, container_id)
-            events.extend(self._new_processes(container_id, track, pids))
+            if everything or self._due(track):
+                pids = procfs.read_pids(track.procs_path) if track.procs_path else None
+                if pids is None:
+                    self._drop(container_id)  # it stopped; the next sample starts afresh
+                    continue
+                events.extend(self._sample_processes(container_id, track, pids))
+            else:
+                pids = list(track.processes)  # as last read: owners of new sockets are looked up among them
             if self.network:
                 events.extend(self._new_sockets(container_id, track, pids))
                 events.extend(self._new_packet_sockets(container_id, track, pids))
         return events
+
+    def _drop(self, container_id: str) -> None:
+        track = self._tracks.pop(container_id, None)
+        if track is not None and track.net is not None and track.net.usable:
+            track.net.close()
+            self._kept_open -= 1
+
+    def _due(self, track: _Track) -> bool:
+        """Whether to read a container's processes from /proc this sample. With the kernel's exec events
+        on, /proc is the safety net: a container the kernel told nothing of since its last full sample
+        is read every QUIET_EVERY samples (after an overflow every container is read at once)."""
+        track.quiet_samples += 1
+        if self._watch is not None and not track.heard and track.quiet_samples < QUIET_EVERY:
+            return False
+        track.heard, track.quiet_samples = False, 0
+        return True
+
+    def _sample_processes(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
+        self.full_samples += 1
+        if self._watch is not None:
+            for pid in pids:
+                self._watch.place(pid, container_id)
+        return self._new_processes(container_id, track, pids)
 
     def _track(self, container_id: str, refresh: bool = True) -> _Track | None:
         """`refresh`: ask the engine again when the cached metadata has no init pid yet (the sampler can wait;
@@ -461,7 +499,11 @@ class ProcessesSource(Source):
     # ------------------------------------------------------------ network
 
     def _new_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        signature = procfs.tcp_signature(track.init_pid, self.proc_root)
+        if (track.net is None or not track.net.usable) and self._kept_open < self._keep_open_budget:
+            track.net = procfs.NetnsFiles(track.init_pid, self.proc_root)
+            self._kept_open += track.net.usable
+        signature = (track.net.tcp_signature() if track.net and track.net.usable
+                     else procfs.tcp_signature(track.init_pid, self.proc_root))
         if signature is not None and signature == track.tcp_signature:
             return []
         track.tcp_signature = signature
@@ -483,7 +525,8 @@ class ProcessesSource(Source):
         return [self._network_event(container_id, row, self._inbound(track, row), owners.get(row.inode)) for row in new]
 
     def _new_packet_sockets(self, container_id: str, track: _Track, pids: list[int]) -> list[Event]:
-        inodes = procfs.packet_socket_inodes(track.init_pid, self.proc_root)
+        inodes = (track.net.packet_socket_inodes() if track.net and track.net.usable
+                  else procfs.packet_socket_inodes(track.init_pid, self.proc_root))
         new = inodes - track.packet_sockets
         track.packet_sockets = inodes
         if not new:

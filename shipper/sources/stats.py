@@ -1,9 +1,12 @@
-"""Source `stats`: each running container's resource use from the Engine API, every `interval`.
+"""Source `stats`: each running container's resource use, every `interval`.
 
-One stats stream per running container, each read by a small thread; every
-`interval` the latest sample of each becomes an event (CPU in cores and as ECS
-`container.cpu.usage`, memory, pids, network and disk rates). Rates are computed
-between our consecutive samples, so a container's first sample only sets the baseline.
+Every `interval` one thread reads each running container's counters from its cgroup
+files (cgroupstats.py); where they cannot be read (the shipper in a container without
+the host's /sys/fs/cgroup, say) that container gets an Engine API stats stream, read by
+a small thread, whose latest sample is used instead. Each sample becomes an event (CPU
+in cores and as ECS `container.cpu.usage`, memory, pids, network and disk rates). Rates
+are computed between our consecutive samples, so a container's first sample only sets
+the baseline.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..containers import Watched
 from ..model import Event, event_id
 from ..timefmt import iso_time
 from .base import Emit, Source, close_quietly, poll
+from .cgroupstats import CgroupDirs, cgroup_dirs, read_counters
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,8 @@ def counters(raw: dict[str, Any]) -> dict[str, float]:
     memory = raw.get("memory_stats") or {}
     networks = raw.get("networks") or {}
     io = (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
-    cache = (memory.get("stats") or {}).get("cache", 0)  # cgroup v1 counts page cache as usage
+    stats = memory.get("stats") or {}
+    cache = stats.get("cache", stats.get("inactive_file", 0))  # v1: the page cache; v2: what can be reclaimed
     return {
         "cpu_ns": (cpu.get("cpu_usage") or {}).get("total_usage", 0),
         "online_cpus": cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1,
@@ -83,19 +88,26 @@ def stats_fields(now: dict[str, float], before: dict[str, float], seconds: float
 
 
 class StatsSource(Source):
-    """One Engine API stats stream per container (the engine answers a one-shot call only at
-    its next 1 s collection tick, so polling 50 containers in turn would take 50 s), read
-    by a small thread each; every `interval` the latest sample of each becomes an event."""
+    """Every `interval`, each running container's counters from its cgroup files, all in this thread.
+    Where those cannot be read, an Engine API stats stream for that container (the engine answers a
+    one-shot call only at its next 1 s collection tick, so polling 50 containers in turn would take
+    50 s), read by a small thread each, whose latest sample is used."""
 
     name = kinds.STATS.name
 
-    def __init__(self, watched: Watched, *, interval: float = 10.0):
+    def __init__(self, watched: Watched, *, interval: float = 10.0, proc_root: str = "/proc",
+                 cgroup_root: str = "/sys/fs/cgroup", use_files: bool = True):
         self.watched = watched
         self.client = watched.client
         self.interval = interval
+        self.proc_root = proc_root
+        self.cgroup_root = cgroup_root
+        self.use_files = use_files
         self._latest: dict[str, tuple[float, dict[str, float]]] = {}
         self._used: dict[str, tuple[float, dict[str, float]]] = {}
         self._streams: dict[str, Any] = {}
+        self._dirs: dict[str, tuple[int, CgroupDirs]] = {}  # container id -> (init pid, its cgroup directories)
+        self._by_api: set[str] = set()  # containers whose cgroup files could not be read
         self._closed = threading.Event()
         self._host_cpu: tuple[float, tuple[float, float]] | None = None
         self.samples = 0
@@ -111,7 +123,42 @@ class StatsSource(Source):
         self._closed.set()
 
     def status(self) -> dict[str, Any]:
-        return {"containers": len(self._streams), "samples": self.samples}
+        by_api = len(self._by_api)
+        return {"containers": len(self._dirs) + by_api, "samples": self.samples,
+                "read_by": {"cgroup_files": len(self._dirs), "engine_api": by_api}}
+
+    def _read_files(self, container_id: str) -> dict[str, float] | None:
+        """The container's counters from its cgroup files; None when they cannot be read (then the API)."""
+        if container_id in self._by_api or not self.use_files:
+            return None
+        known = self._dirs.get(container_id)
+        counters = read_counters(known[1], known[0], self.proc_root) if known else None
+        if counters is None:  # not resolved yet, or restarted (a new init pid): look again
+            self._dirs.pop(container_id, None)
+            for refresh in (False, True):
+                known = self._resolve(container_id, refresh)
+                counters = read_counters(known[1], known[0], self.proc_root) if known else None
+                if counters is not None and known is not None:
+                    self._dirs[container_id] = known
+                    break
+        return counters
+
+    def _resolve(self, container_id: str, refresh: bool) -> tuple[int, CgroupDirs] | None:
+        cache = self.watched.cache
+        meta = cache.refresh(container_id) if refresh else cache.get(container_id)
+        pid = (meta.attrs.get("State") or {}).get("Pid") if meta else None
+        dirs = cgroup_dirs(pid, container_id, self.proc_root, self.cgroup_root) if pid else None
+        return (pid, dirs) if pid and dirs else None
+
+    def _forget(self, running: set[str]) -> None:
+        for gone in set(self._streams) - running:
+            close_quietly(self._streams.get(gone))
+        for gone in set(self._latest) - running:
+            self._latest.pop(gone, None)
+            self._used.pop(gone, None)
+        for gone in set(self._dirs) - running:
+            del self._dirs[gone]
+        self._by_api &= running
 
     def _follow(self, container_id: str) -> None:
         try:
@@ -129,15 +176,16 @@ class StatsSource(Source):
 
     def sample(self) -> list[Event]:
         running = set(self.watched.running())
-        for gone in set(self._streams) - running:
-            close_quietly(self._streams.get(gone))
-        for gone in set(self._latest) - running:
-            self._latest.pop(gone, None)
-            self._used.pop(gone, None)
-        for container_id in running - set(self._streams):
-            self._streams[container_id] = None  # claimed until the thread opens its stream
-            threading.Thread(target=self._follow, args=(container_id,), name=f"stats-{container_id[:12]}",
-                             daemon=True).start()
+        self._forget(running)
+        for container_id in running:
+            at, counters = time.time(), self._read_files(container_id)
+            if counters is not None:
+                self._latest[container_id] = (at, counters)
+            elif container_id not in self._streams:
+                self._by_api.add(container_id)
+                self._streams[container_id] = None  # claimed until the thread opens its stream
+                threading.Thread(target=self._follow, args=(container_id,), name=f"stats-{container_id[:12]}",
+                                 daemon=True).start()
         events = []
         idle = self._host_idle_cores()
         for container_id, (at, now) in list(self._latest.items()):

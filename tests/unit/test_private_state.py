@@ -14,6 +14,7 @@ import pytest
 from shipper.app import StateLock
 from shipper.checkpoints import Checkpoints
 from shipper.config import AnomalyConfig
+from shipper.detect.forest import Forest
 from shipper.detect.stateful import AnomalyDetector, _ImageModel
 from shipper.errors import ConfigError
 from shipper.private import open_private, prepare_state_directory
@@ -52,7 +53,7 @@ def test_nothing_the_shipper_writes_is_readable_by_others(tmp_path, umask_022):
     checkpoints = Checkpoints(state / "checkpoints.json")
     checkpoints.acknowledge("docker_logs", {"c1": {"offset": 10}})
     checkpoints.flush()
-    AnomalyDetector(AnomalyConfig(), state / "models")._save(_ImageModel("busybox:1", trained_on=3))
+    AnomalyDetector(AnomalyConfig(), state / "models")._save(_ImageModel("busybox:1", forest=Forest([], 0.0), trained_on=3))
     with open_private(state / "audit-settings.json", "w") as handle:
         handle.write("{}")
 
@@ -81,7 +82,7 @@ def test_temporary_files_are_private_before_their_rename(tmp_path, umask_022, mo
     checkpoints = Checkpoints(tmp_path / "checkpoints.json")
     checkpoints.acknowledge("s", {"k": 1})
     checkpoints.flush()
-    AnomalyDetector(AnomalyConfig(), tmp_path / "models")._save(_ImageModel("img", trained_on=1))
+    AnomalyDetector(AnomalyConfig(), tmp_path / "models")._save(_ImageModel("img", forest=Forest([], 0.0), trained_on=1))
     assert len(seen) == 3, seen
     assert all(mode == 0o600 for _, mode in seen), seen
 

@@ -49,3 +49,58 @@ def test_this_process_reads_itself():
     info = procfs.read_process(os.getpid())
     assert info is not None and info.stat.pid == os.getpid() and info.executable
     assert not info.memfd and info.args
+
+
+def test_namespace_files_kept_open_read_fresh_each_time():
+    import os
+    import socket
+
+    from shipper.sources.procfs import NetnsFiles, packet_socket_inodes
+
+    def in_use(signature: str | None) -> int:
+        assert signature is not None
+        return int(signature.split("|")[0].split()[2])  # "TCP: inuse N ..."
+
+    files = NetnsFiles(os.getpid())
+    try:
+        assert files.usable
+        before = in_use(files.tcp_signature())
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        try:
+            assert in_use(files.tcp_signature()) >= before + 1  # read again from the same open file: fresh
+            assert files.packet_socket_inodes() == packet_socket_inodes(os.getpid())
+        finally:
+            listener.close()
+    finally:
+        files.close()
+    assert not files.usable and files.tcp_signature() is None
+    assert not NetnsFiles(2**22 + 7).usable  # no such process
+
+
+def test_open_files_budget_raises_the_soft_limit_and_keeps_a_reserve(monkeypatch):
+    import resource
+
+    set_to = []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: set_to.append(limits))
+    assert procfs.open_files_budget(3) == (4096 - 1024) // 3 and set_to == [(4096, 4096)]
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 1024))
+    assert procfs.open_files_budget(3) == 0  # no room: every read opens its file, as before
+
+
+def test_tcp_signature_follows_the_namespace_not_the_host(tmp_path):
+    def lay(alloc: int, active: int, inuse: int = 1) -> str | None:
+        net = tmp_path / "7" / "net"
+        net.mkdir(parents=True, exist_ok=True)
+        (net / "sockstat").write_text(f"sockets: used 9\nTCP: inuse {inuse} orphan 0 tw 0 alloc {alloc} mem 3\n")
+        (net / "sockstat6").write_text("TCP6: inuse 0\nUDP6: inuse 0\n")
+        (net / "snmp").write_text("Tcp: RtoAlgorithm ActiveOpens PassiveOpens CurrEstab InSegs\n"
+                                  f"Tcp: 1 {active} 0 1 {alloc * 100}\n")
+        return procfs.tcp_signature(7, str(tmp_path))
+
+    first = lay(alloc=5, active=10)
+    assert first is not None and lay(alloc=50, active=10) == first  # the host's sockets: not ours
+    assert lay(alloc=50, active=11) != first  # a connection opened (and maybe closed) in the namespace
+    assert lay(alloc=50, active=10, inuse=2) != first  # a listener
