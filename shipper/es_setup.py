@@ -165,8 +165,12 @@ def _version(client: Elasticsearch) -> str:
         return "unknown"
 
 
+def template_name(dataset: str) -> str:
+    return f"logs-{dataset}"
+
+
 def template_names() -> list[str]:
-    return [f"logs-{dataset}" for dataset in (EVENTS_DATASET, DEADLETTER_DATASET)]
+    return [template_name(dataset) for dataset in (EVENTS_DATASET, DEADLETTER_DATASET)]
 
 
 def run_setup(client: Elasticsearch, *, retention_days: int = 90) -> SetupReport:
@@ -202,7 +206,7 @@ def run_setup(client: Elasticsearch, *, retention_days: int = 90) -> SetupReport
     report.installed.append("component template shipper@mappings")
 
     for dataset in (EVENTS_DATASET, DEADLETTER_DATASET):
-        name = f"logs-{dataset}"
+        name = template_name(dataset)
         client.indices.put_index_template(
             name=name, index_patterns=[f"logs-{dataset}-*"], data_stream={}, priority=PRIORITY,
             composed_of=[component, "shipper@mappings"],

@@ -147,14 +147,7 @@ def decode_entry(data: bytes) -> LogEntry:
 def encode_entry(entry: LogEntry) -> bytes:
     """The framed bytes Docker writes for `entry`; for tests and tools."""
 
-    def varint(value: int) -> bytes:
-        value &= (1 << 64) - 1
-        out = bytearray()
-        while value > 0x7F:
-            out.append(value & 0x7F | 0x80)
-            value >>= 7
-        out.append(value)
-        return bytes(out)
+    varint = _varint_bytes
 
     def string(number: int, value: bytes) -> bytes:
         return varint(number << 3 | 2) + varint(len(value)) + value
@@ -253,6 +246,8 @@ def _frame_starts(data: bytes) -> tuple[list[int], int]:
 
 
 def _varint_bytes(value: int) -> bytes:
+    """A protobuf varint; a negative value as its 64-bit two's complement (10 bytes), as Docker writes an int32."""
+    value &= (1 << 64) - 1
     out = bytearray()
     while value > 0x7F:
         out.append(value & 0x7F | 0x80)

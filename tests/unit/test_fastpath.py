@@ -101,23 +101,28 @@ MALFORMED = [
 ]
 
 
-def corpus() -> bytes:
-    lines = []
-    second = 0
+def corpus_pieces(make, odd: list[bytes]) -> list[bytes]:
+    """The corpus in order, each message as `make(message, stream, number)` pieces, `odd` entries between."""
+    pieces: list[bytes] = []
+    number = 0
     for round_ in range(3):
         for message in CORPUS_MESSAGES:
             for stream in ("stdout", "stderr"):
-                second += 1
-                lines += entries(message, stream, second)
+                number += 1
+                pieces += make(message, stream, number)
         if round_ == 1:
-            lines += MALFORMED
+            pieces += odd
     for n in range(500):
-        second += 1
+        number += 1
         text = b'filler line %d "quoted" back\\slash tab\t cr\r' % n if n % 7 == 0 else b"filler line %d with text" % n
-        lines += entries(text, "stderr" if n % 3 == 0 else "stdout", second)
+        pieces += make(text, "stderr" if n % 3 == 0 else "stdout", number)
         if n % 97 == 0:
-            lines += MALFORMED[n // 97 % len(MALFORMED):][:1]
-    return b"\n".join(lines) + b"\n"
+            pieces += odd[n // 97 % len(odd):][:1]
+    return pieces
+
+
+def corpus() -> bytes:
+    return b"\n".join(corpus_pieces(entries, MALFORMED)) + b"\n"
 
 
 @pytest.fixture()
@@ -277,20 +282,7 @@ LOCAL_ODD = [
 
 
 def local_corpus(corrupt_tail: bool) -> bytes:
-    frames, number = [], 0
-    for round_ in range(3):
-        for message in CORPUS_MESSAGES:
-            for stream in ("stdout", "stderr"):
-                number += 1
-                frames += local_entries(message, stream, number)
-        if round_ == 1:
-            frames += LOCAL_ODD
-    for n in range(500):
-        number += 1
-        text = b'filler line %d "quoted" back\\slash tab\t cr\r' % n if n % 7 == 0 else b"filler line %d with text" % n
-        frames += local_entries(text, "stderr" if n % 3 == 0 else "stdout", number)
-        if n % 97 == 0:
-            frames += LOCAL_ODD[n // 97 % len(LOCAL_ODD):][:1]
+    frames = corpus_pieces(local_entries, LOCAL_ODD)
     if corrupt_tail:  # lengths that disagree: the rest of the file is one malformed line
         frames += [b"\x00\x00\x00\x20" + b"frame lengths disagree" * 3, *local_entries(b"after the damage", "stdout", 0)]
     return b"".join(frames)
