@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 
-class Backoff:
+class Cadence:
     """Per key: due every `fastest` seconds while reads find something; each empty read doubles
     the wait, up to `slowest`; the first read that finds something brings it back to `fastest`."""
 

@@ -11,6 +11,8 @@ import functools
 import os
 from dataclasses import dataclass
 
+from .procfs import read_small_or_fail
+
 V1_CONTROLLERS = ("cpuacct", "memory", "pids", "blkio")
 # The engine reads the CFQ figures first and falls back to the throttle ones when those are empty.
 V1_BLKIO_FILES = ("blkio.io_service_bytes_recursive", "blkio.bfq.io_service_bytes_recursive",
@@ -166,12 +168,4 @@ def _read(path: str) -> str | None:
 
 
 def _read_or_fail(path: str) -> str:
-    """A small file, without a Python file object (half the cost of open().read() for these)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        chunks = [os.read(fd, 65536)]
-        while chunks[-1]:
-            chunks.append(os.read(fd, 65536))
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode()
+    return read_small_or_fail(path).decode()

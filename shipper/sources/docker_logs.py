@@ -31,7 +31,7 @@ from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
 from ..model import Event, IdPrefix, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
-from .cadence import Backoff
+from .cadence import Cadence
 from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
@@ -145,7 +145,7 @@ class DockerLogsSource(Source):
         self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
-        self._cadence = Backoff(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
+        self._cadence = Cadence(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()

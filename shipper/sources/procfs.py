@@ -78,16 +78,19 @@ def _read_small(path: str) -> bytes | None:
     """A small /proc file as bytes, without a Python file object (half the cost of `_read` for the files
     the sampler reads per container twice a second)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        return read_small_or_fail(path)
     except OSError:
         return None
+
+
+def read_small_or_fail(path: str) -> bytes:
+    """As `_read_small`, raising OSError when the file cannot be read."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         chunks = [os.read(fd, 65536)]
         while chunks[-1]:
             chunks.append(os.read(fd, 65536))
         return b"".join(chunks)
-    except OSError:
-        return None
     finally:
         os.close(fd)
 

@@ -1,4 +1,4 @@
-from shipper.sources.cadence import Backoff
+from shipper.sources.cadence import Cadence
 
 
 class Clock:
@@ -11,7 +11,7 @@ class Clock:
 
 def test_empty_reads_double_the_wait_up_to_the_slowest_and_news_resets_it():
     clock = Clock()
-    backoff = Backoff(5, 100, clock)  # hundredths of a second: exact sums
+    backoff = Cadence(5, 100, clock)  # hundredths of a second: exact sums
     assert backoff.due("a")
     waits = []
     for _ in range(8):
@@ -29,7 +29,7 @@ def test_empty_reads_double_the_wait_up_to_the_slowest_and_news_resets_it():
 
 def test_wake_makes_a_key_due_at_once():
     clock = Clock()
-    backoff = Backoff(0.05, 1.0, clock)
+    backoff = Cadence(0.05, 1.0, clock)
     for _ in range(6):
         backoff.heard("a", found=False)
     assert not backoff.due("a") and backoff.due("b")
