@@ -124,7 +124,12 @@ class LogPrefilter:
         self._automaton = None
         if literals and not self.every_line:
             patterns = [literal.encode() for literal in self.literals] + _folds_to_ascii()
-            self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns)
+            # Leftmost-first lets the automaton use its SIMD searcher (~10x faster than the
+            # standard, overlapping kind, which reports every hit). One hit per line is all a
+            # prefilter needs, and it still gets one: no pattern holds a newline or NUL (the
+            # bytes between lines), so a match never runs from one line into the next.
+            assert not any(b"\n" in p or b"\0" in p for p in patterns)
+            self._automaton = ahocorasick_rs.BytesAhoCorasick(patterns, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
 
     def __call__(self, lowered: bytes) -> list[int] | None:
         if self.every_line:

@@ -7,6 +7,8 @@ plus entries Docker would not write (malformed JSON, attrs, a `log` that is a nu
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from itertools import accumulate
 from pathlib import Path
 
 import pytest
@@ -221,6 +223,25 @@ def test_prefilter_flags_every_line_a_rule_matches():
         assert prefilter(docker_escape(text.encode()).lower()), text
     assert prefilter(b"an ordinary line") == []
 
+
+def test_prefilter_reports_a_hit_in_every_line_holding_a_literal_even_where_literals_overlap():
+    """The automaton reports non-overlapping leftmost matches: a line whose literal is covered
+    by another literal's match must still get a hit of its own (lines joined by NUL, as the
+    source joins messages)."""
+    rules, _ = load_rules([Path(jsonfile.__file__).resolve().parents[1] / "rules"])
+    prefilter = RulesEngine(rules).log_prefilter
+    literals = prefilter.literals
+    overlapping = next((a, b) for a in literals for b in literals
+                       if a != b and any(a.endswith(b[:n]) for n in range(1, len(b))))
+    a, b = overlapping
+    n = next(n for n in range(len(b) - 1, 0, -1) if a.endswith(b[:n]))
+    lines = [a + b[n:], "plain", a, b, "x" + b, "plain again", b + a, a[:-1]]
+    joined = "\0".join(lines).encode()
+    hits = prefilter(joined)
+    ends = list(accumulate(len(line.encode()) + 1 for line in lines))
+    flagged = {bisect_right(ends, hit) for hit in hits}
+    expected = {i for i, line in enumerate(lines) if any(lit in line for lit in literals)}
+    assert flagged == expected and {0, 2, 3, 4, 6} <= expected
 
 def test_a_regex_rule_sends_every_line_the_full_path(tmp_path):
     rule = tmp_path / "regex.yml"
