@@ -264,7 +264,7 @@ class PipelineConfig:
     batch_max_docs: int = _check(_positive, 2000)
     batch_max_bytes: int = _check(_positive, 8 << 20)
     flush_interval: float = _check(_positive, 1.0)
-    queue_batches: int = _check(_positive, 8)
+    queue_batches: int = _check(_positive, 4)
     max_retries: int = _check(lambda v: None if v >= 0 else "must be 0 or more", 5)
     # seconds after a start during which batches are looked up by id before they are sent
     resend_check_seconds: float = _check(lambda v: None if v >= 0 else "must be 0 or more", 60.0)

@@ -6,8 +6,9 @@ import time
 
 
 class Cadence:
-    """Per key: due every `fastest` seconds while reads find something; each empty read doubles
-    the wait, up to `slowest`; the first read that finds something brings it back to `fastest`."""
+    """Per key: due at once while reads find something (a backlog is read round after round, paced
+    only by the reader's own loop); after an empty read, due in `fastest` seconds, each further
+    empty read doubling the wait up to `slowest`."""
 
     def __init__(self, fastest: float, slowest: float = 1.0, clock=time.monotonic):
         self.fastest = fastest
@@ -21,7 +22,10 @@ class Cadence:
 
     def heard(self, key: str, found: bool) -> None:
         """After a read of `key`: `found` whether it had anything new."""
-        wait = self.fastest if found else min(self.slowest, 2 * self._next.get(key, (0.0, self.fastest / 2))[1])
+        if found:
+            self._next.pop(key, None)
+            return
+        wait = min(self.slowest, max(self.fastest, 2 * self._next.get(key, (0.0, 0.0))[1]))
         self._next[key] = (self.clock() + wait, wait)
 
     def wake(self, key: str) -> None:

@@ -146,6 +146,7 @@ class DockerLogsSource(Source):
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
         self._cadence = Cadence(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
+        self._round_start = 0  # where the next read round begins in the followed logs
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
@@ -290,7 +291,10 @@ class DockerLogsSource(Source):
         doc_ids: list[bytes] = []
         bodies: list[bytes] = []
         moved: dict[str, Any] = {}
-        for container_id, follower in list(self._followed.items()):
+        followed = list(self._followed.items())
+        start = self._round_start % len(followed) if followed else 0
+        # each round begins where the last one filled its batch: no log waits behind another's backlog
+        for number, (container_id, follower) in enumerate(followed[start:] + followed[:start], start + 1):
             if container_id in self._dormant or not self._cadence.due(container_id):
                 continue
             room = self.batch_size - len(events) - len(bodies)
@@ -317,6 +321,7 @@ class DockerLogsSource(Source):
                 if last:
                     events.extend(self._line_events(container_id, follower, last))
             if len(events) + len(bodies) >= self.batch_size:
+                self._round_start = number
                 break
         if events or bodies or moved:
             emit(Batch(self.name, events, moved, ids=doc_ids, bodies=bodies))

@@ -9,7 +9,7 @@ class Clock:
         return self.now
 
 
-def test_empty_reads_double_the_wait_up_to_the_slowest_and_news_resets_it():
+def test_empty_reads_double_the_wait_up_to_the_slowest_and_news_makes_it_due_at_once():
     clock = Clock()
     backoff = Cadence(5, 100, clock)  # hundredths of a second: exact sums
     assert backoff.due("a")
@@ -22,6 +22,8 @@ def test_empty_reads_double_the_wait_up_to_the_slowest_and_news_resets_it():
         waits.append(clock.now - start)
     assert waits == [5, 10, 20, 40, 80, 100, 100, 100]
     backoff.heard("a", found=True)
+    assert backoff.due("a")  # a log with news (a backlog, say) is read again at once
+    backoff.heard("a", found=False)
     assert not backoff.due("a")
     clock.now += 5
     assert backoff.due("a")
@@ -35,3 +37,24 @@ def test_wake_makes_a_key_due_at_once():
     assert not backoff.due("a") and backoff.due("b")
     backoff.wake("a")
     assert backoff.due("a")
+
+
+def test_read_rounds_take_turns_between_logs_with_a_backlog(tmp_path):
+    """A log with a backlog is read round after round; the next round begins after the log
+    that filled the last batch, so a log late in the list never waits behind the others."""
+    from shipper.sources.docker_logs import DockerLogsSource
+    from shipper.sources.jsonfile import JsonFileChain
+
+    source = DockerLogsSource(None, None, selector=None, batch_size=50)  # type: ignore[arg-type]
+    for name in "abc":
+        path = tmp_path / f"{name}-json.log"
+        path.write_bytes(b"".join(b'{"log":"%s %d\\n","stream":"stdout","time":"2026-11-29T09:00:00.%09dZ"}\n'
+                                  % (name.encode(), n, n) for n in range(20000)))
+        source._followed[name * 64] = JsonFileChain(str(path), max_message_length=1 << 20)
+    read_in_round = []
+    for _ in range(6):
+        batches = []
+        assert source._read_round(batches.append)  # each round fills its batch
+        read_in_round.append(sorted({event.container_id[0] for event in batches[0].events}))
+    assert {name for names in read_in_round[:3] for name in names} == {"a", "b", "c"}
+    assert all(names for names in read_in_round)
