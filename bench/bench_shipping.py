@@ -115,13 +115,14 @@ def log_config(driver: str, max_size: str) -> LogConfig:
     return LogConfig(type=driver, config={"max-size": max_size, "max-file": "1" if driver == "json-file" else "2"})
 
 
-def write_backlog(client, label: str, lines: int, containers: int, driver: str = "json-file") -> list:
+def write_backlog(client, label: str, lines: int, containers: int, driver: str = "json-file", shards: int = 1) -> list:
     per = lines // containers
     made = []
     for n in range(containers):
         made.append(client.containers.run(
             IMAGE, ["sh", "-c", f"seq 1 {per} | sed 's/^/bench c{n} line /; s/$/ {PAD}/'"], detach=True,
-            network_mode="none", labels={"shipper.bench": label}, name=f"shipper-bench-{label}-{n}",
+            network_mode="none", labels={"shipper.bench": label, "shipper.bench_shard": f"{label}-{n % shards}"},
+            name=f"shipper-bench-{label}-{n}",
             log_config=log_config(driver, "1g"),
         ))
     for container in made:
@@ -146,12 +147,13 @@ def start_live(client, label: str, rate: int, seconds: int, containers: int, dri
 
 
 class Shipper:
-    def __init__(self, hosts: str, label: str, state: Path, namespace: str, *extra: str):
+    def __init__(self, hosts: str, label: str, state: Path, namespace: str, *extra: str,
+                 match: str = "shipper.bench"):
         self.port = free_port()
         command = [sys.executable, "-m", "shipper", "run", "--log-format", "json"]
         for setting in (f"elasticsearch.hosts={hosts}", f"state.directory={state}", f"monitor.port={self.port}",
                         f"elasticsearch.namespace={namespace}", "sources.docker_events.enabled=false",
-                        f"sources.docker_logs.include.labels=shipper.bench={label}", *extra):
+                        f"sources.docker_logs.include.labels={match}={label}", *extra):
             command += ["--set", setting]
         self.log = open(state.parent / "shipper.log", "ab")
         self.started = time.monotonic()
@@ -322,6 +324,55 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
             fake.kill()
 
 
+def run_processes(client, lines: int, containers: int, counts: list[int], runs: int) -> list[dict]:
+    """Item 4 of the issue: does a second process pay on 2 cores? The same backlog shipped by N
+    `shipper run` processes at once, each following its share of the containers (the other
+    sources on in the first only), against one fake endpoint; rounds alternate with the baseline."""
+    work = Path(tempfile.mkdtemp(prefix="shipper-bench-processes-"))
+    label = uuid.uuid4().hex[:8]
+    made = write_backlog(client, label, lines, containers, shards=max(counts))
+    per = lines // containers
+    results = []
+    try:
+        for number in range(runs):
+            for count in counts:
+                fake, hosts, delays_path = fake_endpoint(work, f"processes-{number}-{count}")
+                base = run_baseline(hosts, f"bench-baseline-{label}", made)
+                quiet = ["sources.processes.enabled=false", "sources.files.enabled=false",
+                         "sources.stats.enabled=false", "sources.host_config.enabled=false"]
+                shippers = []
+                for k in range(count):  # container n is in shard n % max(counts): group shards by k
+                    shards = [j for j in range(max(counts)) if j % count == k]
+                    if len(shards) != 1 and count != 1:
+                        raise SystemExit("--processes counts must divide the largest count")
+                    shipper = Shipper(hosts, f"{label}-{shards[0]}" if count > 1 else label,
+                                      work / f"state-{number}-{count}-{k}", f"bench{label}{number}{count}",
+                                      *(quiet if k else ()),
+                                      match="shipper.bench_shard" if count > 1 else "shipper.bench")
+                    shippers.append((shipper, per * sum(1 for n in range(containers) if n % count == k)))
+                try:
+                    elapsed = max(shipper.wait_out(expected) for shipper, expected in shippers)
+                    cpu = sum(shipper.cpu_seconds() for shipper, _ in shippers)
+                    rss = [shipper.peak_rss_mb() for shipper, _ in shippers]
+                finally:
+                    for shipper, _ in shippers:
+                        shipper.stop()
+                    stop_fake(fake, delays_path)
+                result = {"processes": count, "round": number, "docs_per_second": round(lines / elapsed),
+                          "cpu_seconds_per_million": round(cpu / lines * 1e6, 2),
+                          "baseline_docs_per_second": round(lines / base["seconds"]),
+                          "baseline_cpu_seconds_per_million": round(base["cpu"] / lines * 1e6, 2),
+                          "peak_rss_mb": [round(r, 1) for r in rss]}
+                result["docs_ratio_to_baseline"] = round(result["docs_per_second"] / result["baseline_docs_per_second"], 3)
+                result["cpu_ratio_to_baseline"] = round(cpu / base["cpu"], 3)
+                print(result, flush=True)
+                results.append(result)
+    finally:
+        for container in made:
+            container.remove(force=True)
+    return results
+
+
 def run_live(client, work: Path, label: str, number: int, live_rate: int, live_seconds: int, containers: int,
              made: list, driver: str = "json-file") -> tuple[float, float]:
     """Containers write `live_rate` lines/s while a running shipper ships them: delay line -> endpoint."""
@@ -458,8 +509,14 @@ def main() -> None:
     parser.add_argument("--files-up-to", type=int, default=40,
                         help="with --idle: the files source off above this many containers (inotify instances: 2 each, "
                              "128 per user on this host)")
+    parser.add_argument("--processes", type=int, nargs="*",
+                        help="instead: the backlog shipped by N shipper processes at once (fake target; e.g. 1 2)")
     args = parser.parse_args()
     client = docker.from_env()
+    if args.processes:
+        found = run_processes(client, args.lines, args.containers, args.processes, args.runs)
+        print(json.dumps(found, indent=2)) if args.no_report else save("processes", found)
+        return
     if args.idle:
         idle = [run_idle(client, count, args.idle_seconds, count <= args.files_up_to) for count in args.idle]
         print(json.dumps(idle, indent=2)) if args.no_report else write_idle(idle)
