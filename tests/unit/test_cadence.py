@@ -35,3 +35,20 @@ def test_wake_makes_a_key_due_at_once():
     assert not backoff.due("a") and backoff.due("b")
     backoff.wake("a")
     assert backoff.due("a")
+
+
+def test_quiet_keys_on_a_grid_fall_due_together_and_never_later_than_the_slowest_wait():
+    clock = Clock()
+    cadence = Cadence(5, 100, clock, grid=25)
+    for n, key in enumerate("abcdefgh"):
+        clock.now = n * 7  # looked at at scattered moments
+        for _ in range(6):  # 5, 10, 20, 40, 80, then the slowest wait
+            cadence.heard(key, found=False)
+        last = clock.now
+        assert cadence._next[key][0] % 25 == 0 and last + 75 < cadence._next[key][0] <= last + 100
+    assert len({at for at, _ in cadence._next.values()}) <= 3  # a handful of moments, not one per key
+    clock.now = 49
+    assert cadence.next_due(1000) == min(at for at, _ in cadence._next.values()) - 49
+    cadence.heard("a", found=True)  # news: the fastest wait, off the grid
+    assert cadence._next["a"][0] == 54 and cadence.next_due(1000) == 5
+    assert Cadence(5, 100, clock).next_due(1000) == 1000
