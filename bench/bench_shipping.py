@@ -183,6 +183,13 @@ class Shipper:
             pass
         return 0.0
 
+    def source_status(self, name: str) -> dict:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=5) as response:
+                return json.loads(response.read()).get("sources", {}).get(name, {})
+        except (OSError, ValueError):
+            return {}
+
     def wait_out(self, expected: int, timeout: float = 900) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -393,8 +400,9 @@ def run_live(client, work: Path, label: str, number: int, live_rate: int, live_s
     return qs[98] * 1000, qs[49] * 1000
 
 
-def run_idle(client, count: int, seconds: int, files: bool) -> dict:
-    """`count` idle containers followed by every source (logs, processes, files, stats): CPU and RSS at rest."""
+def run_idle(client, count: int, seconds: int, runs: int) -> dict:
+    """`count` idle containers followed by every source (logs, processes, files, stats): CPU and RSS at rest,
+    `runs` rounds of a fresh shipper over the same containers; the median round's CPU and each round's."""
     work = Path(tempfile.mkdtemp(prefix="shipper-bench-idle-"))
     label = uuid.uuid4().hex[:8]
     made = []
@@ -406,24 +414,36 @@ def run_idle(client, count: int, seconds: int, files: bool) -> dict:
                 labels={"shipper.bench": label}, name=f"shipper-bench-{label}-idle-{n}",
                 log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
             ))
-        extra = [f"docker.include.labels=shipper.bench={label}"] + ([] if files else ["sources.files.enabled=false"])
-        shipper = Shipper(hosts, label, work / "state", f"bench{label}idle", *extra)
-        try:
-            shipper.wait_ready()
-            shipper.wait_out(count)  # each container's "started" line
-            time.sleep(20)  # the start-up walks of the upper layers, the first samples
-            cpu, started = shipper.cpu_seconds(), time.monotonic()
-            time.sleep(seconds)
-            busy = (shipper.cpu_seconds() - cpu) / (time.monotonic() - started)
-            result = {"idle_containers": count, "files_source": files, "cpu_percent_of_one_core": round(100 * busy, 2),
-                      "rss_mb": round(shipper.rss_mb(), 1), "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
-                      "containers_followed": shipper.metric("shipper_containers_followed")}
-        finally:
-            shipper.stop()
-        log_text = (work / "shipper.log").read_text(errors="replace")
-        result["inotify_warnings"] = log_text.count("inotify")
-        print(f"[idle] {result}", flush=True)
-        return result
+        rounds = []
+        log_path = work / "shipper.log"
+        for round_ in range(runs):
+            log_start = log_path.stat().st_size if log_path.exists() else 0
+            state = work / f"state-{round_}"
+            shipper = Shipper(hosts, label, state, f"bench{label}idle{round_}", f"docker.include.labels=shipper.bench={label}")
+            try:
+                shipper.wait_ready()
+                shipper.wait_out(count)  # each container's "started" line (a fresh state each round)
+                time.sleep(20)  # the start-up walks of the upper layers, the first samples
+                cpu, started = shipper.cpu_seconds(), time.monotonic()
+                time.sleep(seconds)
+                busy = (shipper.cpu_seconds() - cpu) / (time.monotonic() - started)
+                result = {"cpu_percent_of_one_core": round(100 * busy, 2), "rss_mb": round(shipper.rss_mb(), 1),
+                          "peak_rss_mb": round(shipper.peak_rss_mb(), 1),
+                          "containers_followed": shipper.metric("shipper_containers_followed")}
+                files = shipper.source_status("files")
+                result["files_trees_watched"], result["files_inotify_watches"] = files.get("watched"), files.get("watches")
+            finally:
+                shipper.stop()
+            with open(log_path, "rb") as handle:
+                handle.seek(log_start)
+                log_text = handle.read().decode(errors="replace")
+            result["inotify_warnings"] = log_text.count("inotify")
+            print(f"[idle] {count} containers, round {round_ + 1}: {result}", flush=True)
+            rounds.append(result)
+        middle = sorted(rounds, key=lambda r: r["cpu_percent_of_one_core"])[(len(rounds) - 1) // 2]
+        return {"idle_containers": count, "files_source": True, **middle,
+                "rounds_cpu_percent": [r["cpu_percent_of_one_core"] for r in rounds],
+                "rounds_rss_mb": [r["rss_mb"] for r in rounds]}
     finally:
         stop_fake(fake, delays_path)
         for container in made:
@@ -482,11 +502,15 @@ def write_scale(results: list[dict]) -> None:
 
 def write_idle(results: list[dict]) -> None:
     header = save("idle", results)
-    rows = ["| idle containers | files source | CPU % of one core | RSS MB | peak RSS MB | inotify warnings |",
-            "| ---: | --- | ---: | ---: | ---: | ---: |"]
-    rows += [f"| {r['idle_containers']} | {'on' if r['files_source'] else 'off'} | {r['cpu_percent_of_one_core']} | "
+    rows = ["| idle containers | sources | CPU % of one core, median (each round) | RSS MB | peak RSS MB "
+            "| inotify warnings |",
+            "| ---: | --- | --- | ---: | ---: | ---: |"]
+    rows += [f"| {r['idle_containers']} | all, files on | {r['cpu_percent_of_one_core']} "
+             f"({', '.join(str(c) for c in r.get('rounds_cpu_percent', []))}) | "
              f"{r['rss_mb']} | {r['peak_rss_mb']} | {r['inotify_warnings']} |" for r in results]
-    write_section("shipping-idle", header + "\n\n" + "\n".join(rows))
+    write_section("shipping-idle", header + " Each round a fresh shipper over the same idle containers, CPU over "
+                                            f"{results[0].get('idle_seconds', 60)} s after a 20 s settle.\n\n"
+                                            + "\n".join(rows))
 
 
 def main() -> None:
@@ -506,9 +530,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, nargs="*", help="instead: one round (no live phase) per container count")
     parser.add_argument("--idle", type=int, nargs="*", help="instead: idle containers, all sources on")
     parser.add_argument("--idle-seconds", type=int, default=60)
-    parser.add_argument("--files-up-to", type=int, default=40,
-                        help="with --idle: the files source off above this many containers (inotify instances: 2 each, "
-                             "128 per user on this host)")
+    parser.add_argument("--idle-runs", type=int, default=3, help="with --idle: rounds per count (median reported)")
     parser.add_argument("--processes", type=int, nargs="*",
                         help="instead: the backlog shipped by N shipper processes at once (fake target; e.g. 1 2)")
     args = parser.parse_args()
@@ -518,7 +540,8 @@ def main() -> None:
         print(json.dumps(found, indent=2)) if args.no_report else save("processes", found)
         return
     if args.idle:
-        idle = [run_idle(client, count, args.idle_seconds, count <= args.files_up_to) for count in args.idle]
+        idle = [{**run_idle(client, count, args.idle_seconds, args.idle_runs), "idle_seconds": args.idle_seconds}
+                for count in args.idle]
         print(json.dumps(idle, indent=2)) if args.no_report else write_idle(idle)
         return
     if args.scale:

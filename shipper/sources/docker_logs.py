@@ -112,6 +112,7 @@ def _now() -> str:
     return nano_time(int(time.time()) * NANOS)
 
 
+QUIET_GRID = 0.25  # seconds: quiet logs (at the slowest wait) fall due together on this grid
 QUIET_AFTER_DIE = 2.0  # seconds: the engine may still be writing a dead container's last lines
 
 
@@ -145,7 +146,8 @@ class DockerLogsSource(Source):
         self.batch_bytes = batch_bytes
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
-        self._cadence = Cadence(poll_interval, max(poll_interval, 1.0))  # a quiet log is looked at less often
+        # a quiet log is looked at less often, and quiet logs all at once (4 moments a second): the loops sleep between
+        self._cadence = Cadence(poll_interval, max(poll_interval, 1.0), grid=QUIET_GRID)
         self._round_start = 0  # where the next read round begins in the followed logs
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
@@ -180,14 +182,24 @@ class DockerLogsSource(Source):
                 self._apply_changes(positions)
                 full = self._read_round(emit)
                 if not full:
-                    self._closed.wait(self.poll_interval)
+                    self._wait_for_due(positions)
         finally:
             for follower in self._followed.values():
                 follower.close()
 
     def close(self) -> None:
         self._closed.set()
+        self._changes.put(None)  # wakes the read loop
         close_quietly(self._events_stream)
+
+    def _wait_for_due(self, positions: dict[str, Any]) -> None:
+        """Sleep until a followed log is due (at least `poll_interval`) or the engine tells of a change."""
+        try:
+            change = self._changes.get(timeout=max(self.poll_interval, self._cadence.next_due(self._cadence.slowest)))
+        except queue.Empty:
+            return
+        if change is not None:
+            self._apply_change(change, positions)
 
     def status(self) -> dict[str, Any]:
         return {"containers_followed": len(self._followed) - len(self._dormant), "mode": self.mode,
@@ -215,7 +227,7 @@ class DockerLogsSource(Source):
 
     def _guard_rotation(self) -> None:
         """Open each new log file as soon as it appears, even while emit() blocks."""
-        while not self._closed.wait(self.poll_interval):
+        while not self._closed.wait(max(self.poll_interval, self._cadence.next_due(self._cadence.slowest))):
             try:
                 chains = list(self._followed.items())
             except RuntimeError:  # changed while we copied; next round
@@ -227,17 +239,22 @@ class DockerLogsSource(Source):
     def _apply_changes(self, positions: dict[str, Any]) -> None:
         while True:
             try:
-                action, container_id, when = self._changes.get_nowait()
+                change = self._changes.get_nowait()
             except queue.Empty:
                 return
-            self._cadence.wake(container_id)
-            if action in FOLLOW_ACTIONS:
-                self._stopping.pop(container_id, None)
-                self._dormant.discard(container_id)
-                self._follow(container_id, positions)
-            elif container_id in self._followed:
-                self._stopping[container_id] = (action, when)
-                self._dormant.discard(container_id)
+            if change is not None:
+                self._apply_change(change, positions)
+
+    def _apply_change(self, change: tuple[str, str, float], positions: dict[str, Any]) -> None:
+        action, container_id, when = change
+        self._cadence.wake(container_id)
+        if action in FOLLOW_ACTIONS:
+            self._stopping.pop(container_id, None)
+            self._dormant.discard(container_id)
+            self._follow(container_id, positions)
+        elif container_id in self._followed:
+            self._stopping[container_id] = (action, when)
+            self._dormant.discard(container_id)
 
     def _follow(self, container_id: str, positions: dict[str, Any]) -> None:
         follower = self._followed.get(container_id)
@@ -358,6 +375,7 @@ class DockerLogsSource(Source):
             moved[container_id] = None  # its files are gone: nothing to resume
         else:
             self._dormant.add(container_id)
+            self._cadence.forget(container_id)  # not read until restarted: its due time must not wake the loops
             if last:
                 moved[container_id] = follower.position
         return last

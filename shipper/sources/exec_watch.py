@@ -49,6 +49,7 @@ AUDIT_WAIT = 5.0  # the longest an exec told by the connector waits for its audi
 AUDIT_REORDER = 0.5
 EXIT_GRACE = 2.0  # audit records of a process may arrive after its exit event
 FLUSH_INTERVAL = 0.05
+IDLE_WAIT = 0.5  # with nothing held back, the loop waits this long for a message (and to see it is closed)
 HANDOFF_BATCHES = 256  # flushes waiting for the worker; more and the reader drops them (counted)
 
 
@@ -278,8 +279,10 @@ class ExecWatch:
         channels = [c for c in (self.connector, self.audit_reader) if c is not None]
         next_flush = time.monotonic() + FLUSH_INTERVAL
         while not self._closed.is_set():
+            # nothing held back: no flush is due before the next message, so wake only to see if we are closed
+            busy = self._waiting or self._audited or self._unaudited or self._exited or self._ready
             try:
-                readable, _, _ = select.select(channels, [], [], FLUSH_INTERVAL)
+                readable, _, _ = select.select(channels, [], [], FLUSH_INTERVAL if busy else IDLE_WAIT)
             except (OSError, ValueError):
                 return  # closed under us
             for channel in readable:
@@ -349,7 +352,7 @@ class ExecWatch:
         """The worker: keep what happened in watched containers, and hand it on (emit may block)."""
         while not (self._closed.is_set() and self._handoff.empty()):
             try:
-                ready = self._handoff.get(timeout=0.1)
+                ready = self._handoff.get(timeout=IDLE_WAIT)
             except queue.Empty:
                 continue
             kept = [item for item in ready if self.is_watched(item.container_id)]

@@ -1,7 +1,8 @@
 """Source `files`: what is written, deleted, renamed or re-permissioned inside containers.
 
-Every file a container writes lands in its overlay `UpperDir`; inotify (watchdog)
-on that directory sees it within milliseconds. The container's /dev (a tmpfs, with
+Every file a container writes lands in its overlay `UpperDir`; inotify on that
+directory sees it within milliseconds (one inotify instance and one thread for every
+watched tree, `inotify.py`). The container's /dev (a tmpfs, with
 /dev/shm, outside the overlay) is watched through /proc/<pid>/root/dev. Paths are
 reported as the container sees them.
 
@@ -29,33 +30,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
 
 from .. import kinds
 from ..containers import Watched
 from ..model import Event, event_id
 from ..timefmt import iso_time, parse_time
 from .base import Batch, Emit, Source
+from .inotify import InotifyTrees
 
 log = logging.getLogger(__name__)
 
-_KINDS = {
-    FileCreatedEvent: "created", DirCreatedEvent: "created", FileModifiedEvent: "modified",
-    FileClosedEvent: "closed", FileDeletedEvent: "deleted", DirDeletedEvent: "deleted",
-    FileMovedEvent: "moved", DirMovedEvent: "moved", FileAttribEvent: "attrib",
-}  # opened, closed-without-write and directory modified/attrib notifications are noise here
 _ACTIONS = {"creation": ["creation"], "modification": ["change"], "deletion": ["deletion"],
             "rename": ["change"], "attributes_modification": ["change"]}
 
@@ -68,7 +52,6 @@ class _Root:
     container_id: str | None
     lowers: list[str] = field(default_factory=list)
     mountpoints: frozenset[str] = frozenset()  # files Docker puts in the upper layer to mount over
-    watch: Any = None
     watches: int = 0
     prefix: str = ""  # the path the container sees this directory at: "" for its upper layer, "/dev" for its /dev
     started: float | None = None  # when the container started (epoch seconds)
@@ -85,17 +68,19 @@ class _Pending:
     seen: tuple[os.stat_result, str | None] | None = None  # the file as last seen at a notification, and its link target
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, root: _Root, raw: deque):
+class _Handler:
+    """One watched tree's notifications (see inotify.py for the kinds), each with a first look at the file."""
+
+    def __init__(self, root: _Root, raw: deque, woken: threading.Event | None = None):
         self.root = root
         self.raw = raw
+        self.woken = woken
 
-    def on_any_event(self, event) -> None:
-        kind = _KINDS.get(type(event))
-        if kind is not None:
-            dest = getattr(event, "dest_path", "")
-            seen = _look(dest or event.src_path) if kind in ("created", "moved", "attrib") else None
-            self.raw.append((self.root, kind, event.src_path, dest, time.time(), seen))
+    def notice(self, kind: str, src: str, dest: str = "") -> None:
+        seen = _look(dest or src) if kind in ("created", "moved", "attrib") else None
+        self.raw.append((self.root, kind, src, dest, time.time(), seen))
+        if self.woken is not None:
+            self.woken.set()
 
 
 class FilesSource(Source):
@@ -116,7 +101,8 @@ class FilesSource(Source):
         self.settle = settle
         self.startup_seconds = startup_seconds
         self.watch_dev = watch_dev
-        self._observer = Observer()
+        self._inotify: InotifyTrees | None = None
+        self._woken = threading.Event()  # a notification came in
         self._roots: dict[str, _Root] = {}  # container id or host path -> root
         self._raw: deque = deque()
         self._pending: dict[tuple[str, str], _Pending] = {}
@@ -130,12 +116,13 @@ class FilesSource(Source):
         return sum(root.watches for root in self._roots.values())
 
     def run(self, emit: Emit, positions: dict[str, Any]) -> None:
-        self._observer.start()
+        self._inotify = InotifyTrees()
+        self._inotify.start()
         for path in self.host_paths:
             self._watch(path, _Root(path, None))
         next_sync = 0.0
         try:
-            while not self._closed.wait(self.settle / 2):
+            while not self._closed.is_set():
                 now = time.time()
                 if now >= next_sync:
                     next_sync = now + self.sync_interval
@@ -147,16 +134,21 @@ class FilesSource(Source):
                 if events:
                     self.events += len(events)
                     emit(Batch(self.name, events))
+                if self._raw or self._pending:  # notifications settling: look again in settle / 2
+                    self._closed.wait(self.settle / 2)
+                else:  # nothing pending: sleep until a notification or the next sync
+                    self._woken.wait(max(0.0, next_sync - time.time()))
+                self._woken.clear()
         finally:
-            self._observer.stop()
-            self._observer.join(5)
+            self._inotify.close()
 
     def close(self) -> None:
         self._closed.set()
+        self._woken.set()
 
     def status(self) -> dict[str, Any]:
         return {"watched": len(self._roots), "watches": self.watches_used, "watch_budget": self.max_watches,
-                "events": self.events}
+                "events": self.events, "inotify_overflows": self._inotify.overflows if self._inotify else 0}
 
     # ------------------------------------------------------------ watches
 
@@ -190,9 +182,10 @@ class FilesSource(Source):
                                "fix": "raise sources.files.max_watches and fs.inotify.max_user_watches"})
             self._refused.add(key)
             return False
+        assert self._inotify is not None
         try:
-            root.watch = self._observer.schedule(_Handler(root, self._raw), root.path, recursive=True)
-        except FileNotFoundError:
+            directories = self._inotify.watch(key, root.path, _Handler(root, self._raw, self._woken).notice)
+        except (FileNotFoundError, NotADirectoryError):
             return False  # the container stopped in the meantime
         except OSError as exc:  # ENOSPC/EMFILE: the kernel's inotify limits
             log.warning("files: cannot watch %s: %s", root.path, exc,
@@ -204,11 +197,9 @@ class FilesSource(Source):
         return True
 
     def _unwatch(self, key: str) -> None:
-        root = self._roots.pop(key)
-        try:
-            self._observer.unschedule(root.watch)
-        except (KeyError, OSError):
-            pass  # the directory is already gone with its container
+        self._roots.pop(key)
+        if self._inotify is not None:
+            self._inotify.unwatch(key)
 
     def _catch_up(self, root: _Root, attrs: dict[str, Any], now: float) -> None:
         """Files a container wrote between its start and our watch: report them as created."""

@@ -269,13 +269,32 @@ def _tcp_counters(texts: list[bytes | None]) -> str | None:
     sockstat, sockstat6, snmp = texts
     if sockstat is None or sockstat6 is None or snmp is None:
         return None
-    parts = [line.split()[:3] for text in (sockstat, sockstat6) for line in text.splitlines()
-             if line.startswith((b"TCP:", b"TCP6:"))]  # [b"TCP:", b"inuse", b"N"]
-    tcp = [line.split() for line in snmp.splitlines() if line.startswith(b"Tcp:")]
-    if len(tcp) == 2:
-        mib = dict(zip(tcp[0], tcp[1]))
+    parts = [_line_starting(sockstat, b"TCP:").split()[:3], _line_starting(sockstat6, b"TCP6:").split()[:3]]
+    header = _line_index(snmp, b"Tcp:")  # names, then values
+    values = _line_index(snmp, b"Tcp:", header + 1) if header >= 0 else -1
+    if values >= 0:
+        mib = dict(zip(_rest_of_line(snmp, header).split(), _rest_of_line(snmp, values).split()))
         parts.append([mib.get(b"ActiveOpens", b""), mib.get(b"PassiveOpens", b""), mib.get(b"CurrEstab", b"")])
     return b"|".join(b" ".join(part) for part in parts).decode()
+
+
+def _line_starting(text: bytes, prefix: bytes) -> bytes:
+    """The first line that starts with `prefix` (b"" if none does)."""
+    at = _line_index(text, prefix)
+    return _rest_of_line(text, at) if at >= 0 else b""
+
+
+def _line_index(text: bytes, prefix: bytes, start: int = 0) -> int:
+    """Where the first line at or after `start` that starts with `prefix` begins; -1 if none does."""
+    if text.startswith(prefix, start) and (start == 0 or text[start - 1:start] == b"\n"):
+        return start
+    at = text.find(b"\n" + prefix, start)
+    return at + 1 if at >= 0 else -1
+
+
+def _rest_of_line(text: bytes, at: int) -> bytes:
+    end = text.find(b"\n", at)
+    return text[at:] if end < 0 else text[at:end]
 
 
 def packet_socket_inodes(pid: int, proc_root: str = "/proc") -> set[int]:
@@ -296,6 +315,11 @@ def open_files_budget(per_item: int, reserve: int = 1024, ceiling: int = 65536) 
     except (OSError, ValueError):
         return 0
     return max(0, (min(soft, ceiling) - reserve) // per_item)
+
+
+# A /proc seq file read returns what was asked for, or stops early only at its end or when its buffer (a page
+# at least) is full: a read shorter than half a page, of files whose records are far shorter, is the whole file.
+WHOLE_IF_UNDER = 2048
 
 
 class NetnsFiles:
@@ -326,9 +350,13 @@ class NetnsFiles:
     def _pread(self, index: int) -> bytes | None:
         if not self.usable:
             return None
-        chunks: list[bytes] = []
+        fd = self._fds[index]
         try:
-            while chunk := os.pread(self._fds[index], 65536, sum(map(len, chunks))):
+            text = os.pread(fd, 65536, 0)
+            if len(text) < WHOLE_IF_UNDER:
+                return text  # no second read to find the end (it costs a third of the first)
+            chunks = [text]
+            while chunk := os.pread(fd, 65536, sum(map(len, chunks))):
                 chunks.append(chunk)
         except OSError:
             return None

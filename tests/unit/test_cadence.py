@@ -58,3 +58,20 @@ def test_read_rounds_take_turns_between_logs_with_a_backlog(tmp_path):
         read_in_round.append(sorted({event.container_id[0] for event in batches[0].events}))
     assert {name for names in read_in_round[:3] for name in names} == {"a", "b", "c"}
     assert all(names for names in read_in_round)
+
+
+def test_quiet_keys_on_a_grid_fall_due_together_and_never_later_than_the_slowest_wait():
+    clock = Clock()
+    cadence = Cadence(5, 100, clock, grid=25)
+    for n, key in enumerate("abcdefgh"):
+        clock.now = n * 7  # looked at at scattered moments
+        for _ in range(6):  # 5, 10, 20, 40, 80, then the slowest wait
+            cadence.heard(key, found=False)
+        last = clock.now
+        assert cadence._next[key][0] % 25 == 0 and last + 75 < cadence._next[key][0] <= last + 100
+    assert len({at for at, _ in cadence._next.values()}) <= 3  # a handful of moments, not one per key
+    clock.now = 49
+    assert cadence.next_due(1000) == min(at for at, _ in cadence._next.values()) - 49
+    cadence.heard("a", found=True)  # news: due at once, off the grid
+    assert cadence.due("a") and cadence.next_due(1000) == 0
+    assert Cadence(5, 100, clock).next_due(1000) == 1000

@@ -6,8 +6,6 @@ import os
 import time
 from types import SimpleNamespace
 
-from watchdog.events import DirCreatedEvent, FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent
-
 from shipper.config import MiningConfig
 from shipper.detect.stateful import MiningDetector
 from shipper.sources.files import FilesSource, _Handler, _Root
@@ -31,9 +29,9 @@ def test_symlink_created_and_removed_at_once_keeps_its_target(tmp_path):
     source, _, handler, upper, _ = _source(tmp_path)
     link = upper / "tmp-cache"
     link.symlink_to("/etc/shadow")
-    handler.on_any_event(FileCreatedEvent(str(link)))
+    handler.notice("created", str(link))
     link.unlink()
-    handler.on_any_event(FileDeletedEvent(str(link)))
+    handler.notice("deleted", str(link))
     events = _drain(source)
     assert [action for action, _, _ in events] == ["creation", "deletion"]
     assert events[0][1]["type"] == "symlink" and events[0][1]["target_path"] == "/etc/shadow"
@@ -42,8 +40,8 @@ def test_symlink_created_and_removed_at_once_keeps_its_target(tmp_path):
 
 def test_a_file_gone_before_any_look_is_still_reported_as_made(tmp_path):
     source, _, handler, upper, _ = _source(tmp_path)
-    handler.on_any_event(FileCreatedEvent(str(upper / ".x")))  # already gone when the handler looks
-    handler.on_any_event(FileDeletedEvent(str(upper / ".x")))
+    handler.notice("created", str(upper / ".x"))  # already gone when the handler looks
+    handler.notice("deleted", str(upper / ".x"))
     assert [(action, file["path"]) for action, file, _ in _drain(source)] == [("creation", "/.x"), ("deletion", "/.x")]
 
 
@@ -51,11 +49,11 @@ def test_setuid_bit_set_then_file_removed(tmp_path):
     source, _, handler, upper, _ = _source(tmp_path)
     payload = upper / "b"
     payload.write_bytes(b"\x7fELF")
-    handler.on_any_event(FileCreatedEvent(str(payload)))
+    handler.notice("created", str(payload))
     os.chmod(payload, 0o4755)
-    handler.on_any_event(FileAttribEvent(str(payload)))
+    handler.notice("attrib", str(payload))
     payload.unlink()
-    handler.on_any_event(FileDeletedEvent(str(payload)))
+    handler.notice("deleted", str(payload))
     events = _drain(source)
     assert [action for action, _, _ in events] == ["creation", "deletion"]
     assert events[0][1]["mode"] == "4755" and events[0][2] == {"setuid": True}
@@ -67,8 +65,8 @@ def test_an_image_file_changed_is_a_modification_and_a_new_one_a_creation(tmp_pa
     (upper / "passwd").write_text("root\nx")
     (upper / "new").write_text("x")
     for name in ("passwd", "new"):
-        handler.on_any_event(FileCreatedEvent(str(upper / name)))
-        handler.on_any_event(FileClosedEvent(str(upper / name)))
+        handler.notice("created", str(upper / name))
+        handler.notice("closed", str(upper / name))
     assert sorted((e[0], e[1]["path"]) for e in _drain(source)) == [("creation", "/new"), ("modification", "/passwd")]
 
 
@@ -76,7 +74,7 @@ def test_writes_in_the_first_seconds_are_marked_as_start_up(tmp_path):
     source, root, handler, upper, _ = _source(tmp_path, startup_seconds=5)
     root.started = time.time()
     (upper / "app.conf").write_text("x")
-    handler.on_any_event(FileCreatedEvent(str(upper / "app.conf")))
+    handler.notice("created", str(upper / "app.conf"))
     (_, _, own), = _drain(source)
     assert own == {"during_startup": True}
 
@@ -90,7 +88,7 @@ def test_dev_root_reports_container_paths_and_skips_standard_devices(tmp_path):
     (dev / "shm" / "x").write_text("payload")
     (dev / "null").write_text("")
     for path in (dev / "shm" / "x", dev / "null"):
-        handler.on_any_event(FileCreatedEvent(str(path)))
+        handler.notice("created", str(path))
     assert [(e[0], e[1]["path"]) for e in _drain(source)] == [("creation", "/dev/shm/x")]
 
 
@@ -105,7 +103,7 @@ def _copied_up_etc(tmp_path, *, written_since: bool, left: str | None = None):
         (upper / "etc" / left).write_text("x")
     if written_since:
         os.utime(upper / "etc")  # an entry made (and removed) after the copy-up: the directory's time is now
-    handler.on_any_event(DirCreatedEvent(str(upper / "etc")))
+    handler.notice("created", str(upper / "etc"))
     return _drain(source)
 
 
