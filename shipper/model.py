@@ -14,6 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from xxhash import xxh3_128_digest
+
 
 class Severity(enum.IntEnum):
     """Sigma levels, mapped to ECS `event.severity` numbers."""
@@ -86,18 +88,25 @@ def event_id(*parts: object) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-class IdPrefix:
-    """`event_id(prefix, *rest)` for many events sharing their first part, ~2x faster.
+class LineIds:
+    """Ids of one container's log lines, from (container id, the engine's timestamp, file offset):
+    the same key in the fast path (bytes, `key % (time, offset)`) and the full path (`id()`).
 
-    The hash state after the prefix is computed once and copied per event.
+    120 bits of xxh3-128, URL-safe base64 (20 characters, as `event_id`). Not BLAKE2b as the
+    other events: nothing in this key is the container's to choose (the time is the engine's,
+    the offset the file's), so a fast hash cannot be steered into a collision that would have a
+    line refused as a duplicate, and every shipped line pays for it (0.06 µs instead of 0.3).
     """
 
-    __slots__ = ("_state",)
+    __slots__ = ("key",)
 
-    def __init__(self, prefix: str):
-        self._state = hashlib.blake2b((prefix + "\x1f").encode(), digest_size=15)
+    def __init__(self, container_id: str):
+        self.key = (container_id + "\x1f").encode().replace(b"%", b"%%") + b"%b\x1f%d"
 
-    def id(self, *rest: object) -> str:
-        state = self._state.copy()
-        state.update("\x1f".join(map(str, rest)).encode())
-        return base64.urlsafe_b64encode(state.digest()).decode()
+    def id(self, time: str, offset: int) -> str:
+        return base64.urlsafe_b64encode(line_digest(self.key % (time.encode(), offset))).decode()
+
+
+def line_digest(key: bytes) -> bytes:
+    """The 15 bytes of a log line's id, from its `LineIds.key`."""
+    return xxh3_128_digest(key)[:15]

@@ -28,7 +28,7 @@ import docker
 import docker.errors
 
 from ..containers import BothSelectors, ContainerCache, ContainerMeta, Selector
-from ..model import Event, IdPrefix, event_id
+from ..model import Event, LineIds, event_id
 from ..timefmt import NANOS, nano_time, parse_time
 from .base import Batch, Emit, Source, close_quietly
 from .cadence import Cadence
@@ -79,7 +79,7 @@ def _api_tuple(version: str) -> tuple[int, ...]:
         return (0,)
 
 
-def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver: str) -> Event:
+def _line_event(container_id: str, ids: LineIds, path: str, line: Line, driver: str) -> Event:
     # the hot path: written where ecs.py would move them (shipper.log.*), not moved per line
     own: dict[str, Any] = {"stream": line.stream, "offset": line.offset, "driver": driver}
     fields: dict[str, Any] = {
@@ -104,7 +104,7 @@ def _line_event(container_id: str, ids: IdPrefix, path: str, line: Line, driver:
 def template_event(container_id: str, path: str, time_: str, stream: str, text: str, offset: int,
                    driver: str = "json-file") -> Event:
     """A line's event from its parts: what the fast path renders its per-container template from."""
-    return _line_event(container_id, IdPrefix(container_id), path, Line(offset, 0, time_, stream, text, False, False),
+    return _line_event(container_id, LineIds(container_id), path, Line(offset, 0, time_, stream, text, False, False),
                        driver)
 
 
@@ -157,7 +157,7 @@ class DockerLogsSource(Source):
         self._followed: dict[str, Any] = {}  # container id -> JsonFileChain or _ApiFollower
         self._stopping: dict[str, tuple[str, float]] = {}  # id -> ("die"|"destroy", when)
         self._dormant: set[str] = set()  # stopped and read to the end: not polled until restarted
-        self._ids: dict[str, IdPrefix] = {}
+        self._ids: dict[str, LineIds] = {}
         self._drivers: dict[str, str] = {}  # container id -> log driver, for the documents
         self._unreadable: set[str] = set()  # reported once each
         self._api_version = ""
@@ -345,7 +345,7 @@ class DockerLogsSource(Source):
         return len(events) + len(bodies) >= self.batch_size
 
     def _line_events(self, container_id: str, follower: Any, lines: list[Line]) -> list[Event]:
-        ids = self._ids.get(container_id) or self._ids.setdefault(container_id, IdPrefix(container_id))
+        ids = self._ids.get(container_id) or self._ids.setdefault(container_id, LineIds(container_id))
         driver = self._drivers.get(container_id, "json-file")
         return [_line_event(container_id, ids, follower.base, line, driver) for line in lines]
 

@@ -25,12 +25,10 @@ its messages decoded and escaped by orjson as the writer would.
 from __future__ import annotations
 
 import binascii
-import hashlib
 import re
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
-from functools import partial
 from itertools import accumulate, compress, repeat
 from operator import add, itemgetter, methodcaller
 from typing import TYPE_CHECKING, Any
@@ -40,7 +38,7 @@ import orjson
 from ..containers import ContainerMeta
 from ..document import DocumentWriter
 from ..ecs import relocate
-from ..model import Event
+from ..model import Event, LineIds, line_digest
 
 if TYPE_CHECKING:
     from .localfile import WholeLines
@@ -68,7 +66,6 @@ SKELETON = ((1, {b"log"}), (2, {b":"}), (4, {b","}), (5, {b"stream"}), (6, {b":"
 PLAIN_ASCII = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\') + b"\0"  # NUL: what joins messages
 LAST_TWO = itemgetter(slice(-2, None))
 ALL_BUT_LAST_TWO = itemgetter(slice(None, -2))
-DIGEST = hashlib.blake2b.digest
 # What a JSON string may hold that orjson would write the same: no quote or control byte,
 # valid UTF-8, no escapes but \" \\ \n \r \t (Docker writes \u00XX, orjson \b \f or the character).
 # A lone backslash at the end (before the NUL that joins several) means the entry was cut
@@ -110,9 +107,7 @@ class ContainerDocuments:
         self.prefilter = prefilter
         self.ids: list[bytes] = []  # digests until take(): ids are encoded per batch
         self.bodies: list[bytes] = []
-        # event_id(container_id, time, offset), as IdPrefix makes it for the full path
-        self._key = (container_id + "\x1f").encode().replace(b"%", b"%%") + b"%b\x1f%d"
-        self._hash = partial(hashlib.blake2b, digest_size=15)
+        self._key = LineIds(container_id).key  # the id's key, as the full path makes it
         self.template = self._render(writer, container_id, path, make_event, driver)
 
     @staticmethod
@@ -181,7 +176,7 @@ class ContainerDocuments:
         first, second, third, fourth, last = self.template
         self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
                                          repeat(fourth), map(b"%d".__mod__, starts), repeat(last), strict=False))
-        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, starts, strict=True))))
+        self.ids += map(line_digest, map(self._key.__mod__, zip(times, starts, strict=True)))
         return True
 
     def _line_by_line(self, body: bytes, offset: int, limit: int, hits: list[int],
@@ -192,7 +187,7 @@ class ContainerDocuments:
         start = 0  # position in body
         assert self.template is not None  # checked by consume()
         first, second, third, fourth, last = self.template
-        key, hash_, ids, bodies = self._key, self._hash, self.ids, self.bodies
+        key, ids, bodies = self._key, self.ids, self.bodies
         in_partial = partial()
         for message, stream, time, other in ENTRY.findall(body):
             if stream:
@@ -215,7 +210,7 @@ class ContainerDocuments:
             if fast:
                 bodies.append(b"".join((first, time, second, message, third, stream, fourth,
                                         b"%d" % (offset + start), last)))
-                ids.append(hash_(key % (time, offset + start)).digest())
+                ids.append(line_digest(key % (time, offset + start)))
             else:
                 slow(offset + start, body[start:end - 1])
                 in_partial = partial()
@@ -254,7 +249,7 @@ class ContainerDocuments:
         first, second, third, fourth, last = self.template
         self.bodies += map(b"".join, zip(repeat(first), times, repeat(second), messages, repeat(third), streams,
                                          repeat(fourth), map(b"%d".__mod__, offsets), repeat(last), strict=False))
-        self.ids += map(DIGEST, map(self._hash, map(self._key.__mod__, zip(times, offsets, strict=True))))
+        self.ids += map(line_digest, map(self._key.__mod__, zip(times, offsets, strict=True)))
         return sorted(rest)
 
     def take(self) -> tuple[list[bytes], list[bytes]]:

@@ -19,7 +19,7 @@ from shipper.detect.prefilter import LogPrefilter
 from shipper.detect.sigma import load_rules
 from shipper.document import DocumentWriter
 from shipper.ecs import relocate
-from shipper.model import IdPrefix
+from shipper.model import LineIds
 from shipper.sources import docker_logs, jsonfile, localfile
 from shipper.sources.docker_logs import _line_event, template_event
 from shipper.sources.fastpath import JsonFileDocuments
@@ -146,7 +146,7 @@ def meta() -> ContainerMeta:
 def read_all(path: Path, engine: RulesEngine, writer: DocumentWriter, fast: JsonFileDocuments | None):
     """{id: bulk line}, the ids with verdicts, and the chain's position: what the pipeline would send."""
     chain = jsonfile.JsonFileChain(str(path), max_message_length=LIMIT)
-    ids = IdPrefix(CONTAINER)
+    ids = LineIds(CONTAINER)
     sent: dict[bytes, bytes] = {}
     alerts: set[bytes] = set()
     rendered = 0
@@ -312,7 +312,7 @@ def local_corpus(corrupt_tail: bool) -> bytes:
 def read_local(directory: Path, engine: RulesEngine, writer: DocumentWriter, fast: JsonFileDocuments | None):
     """As read_all, for the local driver's reader."""
     chain = localfile.LocalLogChain(str(directory), max_message_length=LIMIT)
-    ids = IdPrefix(CONTAINER)
+    ids = LineIds(CONTAINER)
     sent: dict[bytes, bytes] = {}
     alerts: set[bytes] = set()
     rendered = 0
@@ -373,7 +373,7 @@ def test_local_chunk_of_plain_ascii_and_of_other_text_render_alike():
         renderer = documents.for_container(CONTAINER, path, "local")
         assert renderer.render_whole(lines, LIMIT) == []
         fast_ids, bodies = renderer.take()
-        ids = IdPrefix(CONTAINER)
+        ids = LineIds(CONTAINER)
         for number, message in enumerate(messages):
             line = jsonfile.Line(lines.offsets[number], 0, lines.times[number].decode(), lines.streams[number].decode(),
                                  message.decode("utf-8", "replace"), False, False)
