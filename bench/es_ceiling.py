@@ -1,0 +1,129 @@
+"""How fast does the test Elasticsearch index the shipper's own documents, with no shipper work at all?
+
+    .venv/bin/python bench/es_ceiling.py [--lines 1000000] [--containers 4] [--runs 3] [--no-report]
+
+Issue 9 asks the shipper for 0.9x the baseline loop's docs/s against the real server, "Elasticsearch,
+not the shipper, is the limit". The baseline sends four fields (~290 bytes a document); the shipper
+sends the ECS document with the container's metadata (~1.1 KB). This measures what the server
+itself allows for documents of the shipper's shape: the same backlog as bench_shipping.py, each
+line rendered by the shipper's own renderer outside the clock, then POSTed 2,000 a `_bulk` (with
+their ids, `create`) over one keep-alive connection; docs/s = documents / the time spent in the
+requests. Rounds alternate with `shipper run` and the baseline loop on the same files and server.
+Needs the test bed. Writes `es_ceiling` in bench/results/shipping.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import tempfile
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import docker
+import orjson
+from bench_shipping import Shipper, delete_es, run_baseline, save, write_backlog
+from elasticsearch import Elasticsearch
+
+from shipper.containers import ContainerMeta
+from shipper.detect.engine import RulesEngine
+from shipper.document import DocumentWriter, events_stream
+from shipper.es_setup import run_setup
+from shipper.sinks.elasticsearch import bulk_body
+from shipper.sources.docker_logs import template_event
+from shipper.sources.fastpath import JsonFileDocuments
+
+BATCH = 2000
+
+
+def rendered_requests(made: list, namespace: str):
+    """Bulk bodies of every line of the containers' json-files, as the shipper renders them."""
+    for container in made:
+        container.reload()
+    metas = {container.id: ContainerMeta.from_inspect(container.attrs) for container in made}
+    engine = RulesEngine.from_paths([], metas.get)  # the built-in rules, as `shipper run` loads them
+    documents = JsonFileDocuments(DocumentWriter(namespace, metas.get), metas.get, lambda: engine.log_prefilter,
+                                  template_event)
+    for container in made:
+        path = container.attrs["LogPath"]
+        renderer = documents.for_container(container.id, path)
+        slow: list[int] = []
+        renderer.consume(Path(path).read_bytes(), 0, 1 << 20, lambda offset, raw, out=slow: out.append(offset),
+                         lambda: False)
+        assert not slow, f"{len(slow)} lines took the full path"
+        ids, bodies = renderer.take()
+        for start in range(0, len(ids), BATCH):
+            yield BATCH if start + BATCH <= len(ids) else len(ids) - start, bulk_body(ids[start:start + BATCH],
+                                                                                      bodies[start:start + BATCH])
+
+
+def ceiling(hosts: str, made: list, namespace: str) -> float:
+    """docs/s of the server over the time spent in the requests only."""
+    parsed = urllib.parse.urlsplit(hosts)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port)
+    path = f"/{events_stream(namespace)}/_bulk"
+    sent, busy = 0, 0.0
+    for count, body in rendered_requests(made, namespace):
+        started = time.monotonic()
+        connection.request("POST", path, body, {"Content-Type": "application/x-ndjson"})
+        response = connection.getresponse()
+        answer = response.read()
+        busy += time.monotonic() - started
+        if response.status != 200 or orjson.loads(answer).get("errors"):
+            raise SystemExit(f"bulk failed: {response.status} {answer[:300]!r}")
+        sent += count
+    connection.close()
+    return sent / busy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--containers", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args()
+    hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
+    run_setup(Elasticsearch(hosts))  # the index templates, as the shipper would install them
+    client = docker.from_env()
+    label = uuid.uuid4().hex[:8]
+    work = Path(tempfile.mkdtemp(prefix="shipper-bench-ceiling-"))
+    made = write_backlog(client, label, args.lines, args.containers)
+    rounds = []
+    try:
+        for number in range(args.runs):
+            found = {}
+            namespaces = {who: f"ceil{label}{number}{who[0]}" for who in ("ceiling", "shipper")}
+            baseline_index = f"bench-baseline-{label}-{number}"
+            order = ["ceiling", "shipper", "baseline"]
+            for who in order[number % 3:] + order[:number % 3]:
+                if who == "ceiling":
+                    found["ceiling_docs_per_second"] = ceiling(hosts, made, namespaces["ceiling"])
+                elif who == "baseline":
+                    found["baseline_docs_per_second"] = args.lines / run_baseline(hosts, baseline_index, made)["seconds"]
+                else:
+                    shipper = Shipper(hosts, label, work / f"state-{number}", namespaces["shipper"])
+                    try:
+                        found["docs_per_second"] = args.lines / shipper.wait_out(args.lines)
+                    finally:
+                        shipper.stop()
+            delete_es(hosts, [events_stream(n) for n in namespaces.values()] + [baseline_index])
+            found["ceiling_ratio_to_baseline"] = found["ceiling_docs_per_second"] / found["baseline_docs_per_second"]
+            found["docs_ratio_to_ceiling"] = found["docs_per_second"] / found["ceiling_docs_per_second"]
+            rounds.append({k: round(v, 3) for k, v in found.items()})
+            print(f"[ceiling] round {number}: {rounds[-1]}", flush=True)
+    finally:
+        for container in made:
+            container.remove(force=True)
+    result = {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
+    result.update(lines=args.lines, containers=args.containers, rounds=rounds)
+    print(json.dumps(result, indent=2)) if args.no_report else print(save("es_ceiling", result))
+
+
+if __name__ == "__main__":
+    main()
