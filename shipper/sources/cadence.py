@@ -40,9 +40,10 @@ class Cadence:
 
     def next_due(self, default: float) -> float:
         """Seconds until the first key falls due (0 if one is due or never looked at); `default` with no keys."""
-        if not self._next:
+        due = list(self._next.values())  # one copy: other threads wake and forget keys meanwhile
+        if not due:
             return default
-        return max(0.0, min(at for at, _ in self._next.values()) - self.clock())
+        return max(0.0, min(at for at, _ in due) - self.clock())
 
     def wake(self, key: str) -> None:
         """Look at `key` at the next round (it was restarted, say)."""

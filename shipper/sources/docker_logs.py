@@ -35,6 +35,7 @@ from .cadence import Cadence
 from .fastpath import JsonFileDocuments
 from .jsonfile import JsonFileChain, Line
 from .localfile import LocalLogChain
+from .logwatch import LogDirectoryWatch
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ def _now() -> str:
 
 
 QUIET_GRID = 0.25  # seconds: quiet logs (at the slowest wait) fall due together on this grid
+QUIET_WAIT = 1.0  # seconds: the longest a quiet log goes unread
+QUIET_WAIT_WATCHED = 5.0  # the same while inotify tells of changes to the logs' directories (the net for a lost one)
 QUIET_AFTER_DIE = 2.0  # seconds: the engine may still be writing a dead container's last lines
 
 
@@ -147,8 +150,10 @@ class DockerLogsSource(Source):
         self.max_message_length = max_message_length
         self.poll_interval = poll_interval
         # a quiet log is looked at less often, and quiet logs all at once (4 moments a second): the loops sleep between
-        self._cadence = Cadence(poll_interval, max(poll_interval, 1.0), grid=QUIET_GRID)
+        self._cadence = Cadence(poll_interval, max(poll_interval, QUIET_WAIT), grid=QUIET_GRID)
+        self._log_watch: LogDirectoryWatch | None = None  # inotify on the followed logs' directories
         self._round_start = 0  # where the next read round begins in the followed logs
+        self._rounds = 0  # read rounds done: the rotation guard acts only when they stop (emit() blocks)
         self.start_at_end = start_at == "end"
         self.documents = documents  # the json-file fast path; None: every line as an Event
         self._closed = threading.Event()
@@ -170,6 +175,7 @@ class DockerLogsSource(Source):
             self._api_version = self.client.api.api_version
         threading.Thread(target=self._watch_engine, name="docker_logs-events", daemon=True).start()
         threading.Thread(target=self._guard_rotation, name="docker_logs-rotation", daemon=True).start()
+        self._start_log_watch()
         for container in self.client.api.containers(all=True):
             self._follow(container["Id"], positions)
             if container.get("State") != "running":
@@ -181,16 +187,51 @@ class DockerLogsSource(Source):
             while not self._closed.is_set():
                 self._apply_changes(positions)
                 full = self._read_round(emit)
+                self._rounds += 1
                 if not full:
                     self._wait_for_due(positions)
         finally:
             for follower in self._followed.values():
                 follower.close()
+            if self._log_watch is not None:
+                self._log_watch.close()
 
     def close(self) -> None:
         self._closed.set()
         self._changes.put(None)  # wakes the read loop
         close_quietly(self._events_stream)
+
+    def _start_log_watch(self) -> None:
+        try:
+            self._log_watch = LogDirectoryWatch(self._log_changed, pace=self.poll_interval).start()
+        except OSError as exc:  # EMFILE: fs.inotify.max_user_instances reached
+            log.warning("docker_logs: no inotify instance for the log directories (%s); quiet logs are looked at "
+                        "every second", exc, extra={"fix": "raise fs.inotify.max_user_instances"})
+            return
+        self._cadence.slowest = max(self._cadence.slowest, QUIET_WAIT_WATCHED)
+
+    def _log_changed(self, container_id: str | None) -> None:
+        """From the inotify thread: a log's directory changed (None: changes were lost, look at every log)."""
+        if container_id is not None:
+            self._cadence.wake(container_id)
+        else:
+            if self._log_watch is not None and self._log_watch.failed:
+                self._cadence.slowest = max(self.poll_interval, QUIET_WAIT)
+            for followed in list(self._followed):
+                self._cadence.wake(followed)
+        self._changes.put(None)  # wakes the read loop
+
+    def _watch_log_directory(self, container_id: str, directory: str) -> None:
+        if self._log_watch is None:
+            return
+        try:
+            self._log_watch.watch(container_id, directory)
+        except OSError as exc:  # ENOSPC: fs.inotify.max_user_watches reached; or the container is gone
+            log.warning("docker_logs: cannot watch a log directory (%s); quiet logs are looked at every second",
+                        exc, extra={"directory": directory, "fix": "raise fs.inotify.max_user_watches"})
+            self._log_watch.close()
+            self._log_watch = None
+            self._cadence.slowest = max(self.poll_interval, QUIET_WAIT)
 
     def _wait_for_due(self, positions: dict[str, Any]) -> None:
         """Sleep until a followed log is due (at least `poll_interval`) or the engine tells of a change."""
@@ -226,8 +267,13 @@ class DockerLogsSource(Source):
                 self._closed.wait(1.0)
 
     def _guard_rotation(self) -> None:
-        """Open each new log file as soon as it appears, even while emit() blocks."""
+        """Open each new log file as soon as it appears, even while emit() blocks. While the read loop goes
+        round, its reads open them (each read of a log looks for a newer file first): nothing to do."""
+        rounds = -1
         while not self._closed.wait(max(self.poll_interval, self._cadence.next_due(self._cadence.slowest))):
+            if self._rounds != rounds:
+                rounds = self._rounds
+                continue
             try:
                 chains = list(self._followed.items())
             except RuntimeError:  # changed while we copied; next round
@@ -282,9 +328,11 @@ class DockerLogsSource(Source):
             path = meta.log_path or os.path.join(directory, f"{meta.id}-json.log")
             follower = JsonFileChain(path, max_message_length=self.max_message_length, position=position,
                                      start_at_end=start_at_end)
+            self._watch_log_directory(container_id, os.path.dirname(path))
         elif reader == "local":
             follower = LocalLogChain(os.path.join(directory, "local-logs"), max_message_length=self.max_message_length,
                                      position=position, start_at_end=start_at_end)
+            self._watch_log_directory(container_id, os.path.join(directory, "local-logs"))
         else:
             follower = _ApiFollower(self.client, meta, position, self.max_message_length)
             follower.start()
@@ -369,6 +417,8 @@ class DockerLogsSource(Source):
         if action == "destroy":
             self._followed.pop(container_id).close()
             self._cadence.forget(container_id)
+            if self._log_watch is not None:
+                self._log_watch.unwatch(container_id)
             self.cache.forget(container_id)
             if self.documents is not None:
                 self.documents.forget(container_id)

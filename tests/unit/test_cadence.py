@@ -75,3 +75,35 @@ def test_quiet_keys_on_a_grid_fall_due_together_and_never_later_than_the_slowest
     cadence.heard("a", found=True)  # news: due at once, off the grid
     assert cadence.due("a") and cadence.next_due(1000) == 0
     assert Cadence(5, 100, clock).next_due(1000) == 1000
+
+
+def test_the_rotation_guard_opens_new_files_only_while_the_read_loop_is_stuck():
+    """Each read of a log looks for a newer file first; the guard is for when emit() blocks."""
+    import threading
+    import time
+
+    from shipper.sources.docker_logs import DockerLogsSource
+
+    class Chain:
+        looked = 0
+
+        def discover(self):
+            Chain.looked += 1
+
+    source = DockerLogsSource(None, None, selector=None, poll_interval=0.01)  # type: ignore[arg-type]
+    source._followed["a" * 64] = Chain()
+    guard = threading.Thread(target=source._guard_rotation, daemon=True)
+    guard.start()
+    try:
+        going_round_until = time.monotonic() + 2.5  # the guard wakes once a second here (no log due sooner)
+        while time.monotonic() < going_round_until:  # the read loop going round
+            source._rounds += 1
+            time.sleep(0.01)
+        assert Chain.looked == 0
+        deadline = time.monotonic() + 10
+        while Chain.looked < 2 and time.monotonic() < deadline:  # the loop stuck: the guard looks
+            time.sleep(0.01)
+        assert Chain.looked >= 2
+    finally:
+        source._closed.set()
+        guard.join(5)
