@@ -226,7 +226,9 @@ class DockerLogsSource(Source):
             return
         try:
             self._log_watch.watch(container_id, directory)
-        except OSError as exc:  # ENOSPC: fs.inotify.max_user_watches reached; or the container is gone
+        except (FileNotFoundError, NotADirectoryError):
+            return  # the container was removed meanwhile: nothing to read there
+        except OSError as exc:  # ENOSPC: fs.inotify.max_user_watches reached
             log.warning("docker_logs: cannot watch a log directory (%s); quiet logs are looked at every second",
                         exc, extra={"directory": directory, "fix": "raise fs.inotify.max_user_watches"})
             self._log_watch.close()

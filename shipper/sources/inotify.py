@@ -143,15 +143,7 @@ class InotifyTrees:
         if tree is None:
             return
         for wd in list(tree.paths):
-            trees = self._by_wd.get(wd, [])
-            if tree in trees:
-                trees.remove(tree)
-            if not trees:
-                self._by_wd.pop(wd, None)
-                try:
-                    self._inotify.rm_watch(wd)
-                except OSError:
-                    pass  # already gone with its directory
+            self._release(tree, wd)
         tree.paths.clear()
         tree.wds.clear()
         self._moves = {c: m for c, m in self._moves.items() if m[0] is not tree}
@@ -289,15 +281,19 @@ class InotifyTrees:
             if path == src or path.startswith(prefix):
                 del tree.wds[path]
                 tree.paths.pop(wd, None)
-                trees = self._by_wd.get(wd, [])
-                if tree in trees:
-                    trees.remove(tree)
-                if not trees:
-                    self._by_wd.pop(wd, None)
-                    try:
-                        self._inotify.rm_watch(wd)
-                    except OSError:
-                        pass
+                self._release(tree, wd)
+
+    def _release(self, tree: _Tree, wd: int) -> None:
+        """`tree` no longer uses watch `wd`; the watch goes when no tree does."""
+        trees = self._by_wd.get(wd, [])
+        if tree in trees:
+            trees.remove(tree)
+        if not trees:
+            self._by_wd.pop(wd, None)
+            try:
+                self._inotify.rm_watch(wd)
+            except OSError:
+                pass  # already gone with its directory
 
     def _overflow(self, notices: list[tuple[Notice, str, str, str]]) -> None:
         """The kernel's queue overflowed: events were lost. Set every tree's watches again (directories made in
