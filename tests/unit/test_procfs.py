@@ -104,3 +104,64 @@ def test_tcp_signature_follows_the_namespace_not_the_host(tmp_path):
     assert first is not None and lay(alloc=50, active=10) == first  # the host's sockets: not ours
     assert lay(alloc=50, active=11) != first  # a connection opened (and maybe closed) in the namespace
     assert lay(alloc=50, active=10, inuse=2) != first  # a listener
+
+
+def test_kept_open_signature_reads_snmp_only_when_sockets_or_interfaces_moved(tmp_path):
+    from shipper.sources.procfs import NetnsFiles
+
+    net = tmp_path / "7" / "net"
+    net.mkdir(parents=True)
+
+    def lay(active: int, packets: int = 5, inuse: int = 1) -> None:
+        (net / "sockstat").write_text(f"sockets: used 9\nTCP: inuse {inuse} orphan 0 tw 0 alloc 4 mem 3\n")
+        (net / "sockstat6").write_text("TCP6: inuse 0\nUDP6: inuse 0\n")
+        (net / "snmp").write_text(f"Tcp: RtoAlgorithm ActiveOpens PassiveOpens CurrEstab\nTcp: 1 {active} 0 1\n")
+        (net / "packet").write_text("sk RefCnt Type Proto Iface R Rmem User Inode\n")
+        (net / "dev").write_text(f"Inter-|\n face |\n    lo: 100 {packets} 0 0 0 0 0 0 100 {packets} 0 0 0 0 0 0\n")
+
+    lay(active=10)
+    files = NetnsFiles(7, str(tmp_path))
+    try:
+        first = files.tcp_signature()
+        assert first is not None and "10" in first.split("|")[2]
+        lay(active=11)  # counters that moved with no packet: cannot happen, and snmp is not read
+        assert files.tcp_signature() == first
+        lay(active=11, packets=9)
+        assert files.tcp_signature() != first and "11" in files.tcp_signature().split("|")[2]
+        moved = files.tcp_signature()
+        lay(active=11, packets=9, inuse=2)  # a listener: no packet, a socket in use
+        assert files.tcp_signature() != moved
+    finally:
+        files.close()
+
+
+def test_a_connection_come_and_gone_between_two_reads_changes_the_signature(tmp_path):
+    """In a fresh network namespace of its own (root): a connection opened, accepted and closed between two
+    reads leaves as many sockets in use as before; its packets through loopback make snmp be read."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace of its own needs root")
+    child = """
+import socket, sys
+from shipper.sources.procfs import NetnsFiles
+import subprocess
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
+files = NetnsFiles(__import__("os").getpid())
+before = files.tcp_signature()
+client = socket.create_connection(listener.getsockname()); served, _ = listener.accept()
+served.close(); client.close()
+after = files.tcp_signature()
+print(before != after, before, after)
+"""
+    done = subprocess.run(["unshare", "--net", sys.executable, "-c", child], capture_output=True, text=True,
+                          timeout=60)
+    if done.returncode != 0 and "Operation not permitted" in done.stderr:
+        pytest.skip(f"unshare refused: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout
