@@ -10,6 +10,13 @@ line rendered by the shipper's own renderer outside the clock, then POSTed 2,000
 their ids, `create`) over one keep-alive connection; docs/s = documents / the time spent in the
 requests. Rounds alternate with `shipper run` and the baseline loop on the same files and server.
 Needs the test bed. Writes `es_ceiling` in bench/results/shipping.json.
+
+    .venv/bin/python bench/es_ceiling.py --target fake
+
+What sending alone costs this process, against bench_shipping.py's fake endpoint: the shipper's
+documents and the baseline's (rendered as baseline_loop.py does), both rendered outside the clock
+and POSTed the same way, CPU counted in the requests only; beside the whole baseline loop. The
+floor any shipper of these documents pays per document, whatever else it does. Writes `send_floor`.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 
 import docker
 import orjson
-from bench_shipping import Shipper, delete_es, run_baseline, save, write_backlog
+from bench_shipping import Shipper, delete_es, fake_endpoint, run_baseline, save, stop_fake, write_backlog
 from elasticsearch import Elasticsearch
 
 from shipper.containers import ContainerMeta
@@ -39,6 +46,7 @@ from shipper.sources.docker_logs import template_event
 from shipper.sources.fastpath import JsonFileDocuments
 
 BATCH = 2000
+BASELINE_ACTION = b'{"create":{}}\n'
 
 
 def rendered_requests(made: list, namespace: str):
@@ -62,23 +70,57 @@ def rendered_requests(made: list, namespace: str):
                                                                                       bodies[start:start + BATCH])
 
 
-def ceiling(hosts: str, made: list, namespace: str) -> float:
-    """docs/s of the server over the time spent in the requests only."""
+def baseline_requests(made: list):
+    """Bulk bodies of the baseline loop's documents (four fields, no ids) for the same lines."""
+    for container in made:
+        lines = []
+        with open(container.attrs["LogPath"], "rb") as handle:
+            for raw in handle:
+                entry = orjson.loads(raw)
+                doc = {"@timestamp": entry["time"], "message": entry["log"], "stream": entry["stream"],
+                       "container": {"id": container.id}}
+                lines.append(BASELINE_ACTION + orjson.dumps(doc) + b"\n")
+        for start in range(0, len(lines), BATCH):
+            yield len(lines[start:start + BATCH]), b"".join(lines[start:start + BATCH])
+
+
+def ceiling(hosts: str, path: str, requests) -> dict[str, float]:
+    """docs/s over the time spent in the requests only, this process's CPU in them, bytes a document."""
     parsed = urllib.parse.urlsplit(hosts)
     connection = http.client.HTTPConnection(parsed.hostname, parsed.port)
-    path = f"/{events_stream(namespace)}/_bulk"
-    sent, busy = 0, 0.0
-    for count, body in rendered_requests(made, namespace):
-        started = time.monotonic()
+    sent, size, busy, cpu = 0, 0, 0.0, 0.0
+    for count, body in requests:
+        started, started_cpu = time.monotonic(), time.process_time()
         connection.request("POST", path, body, {"Content-Type": "application/x-ndjson"})
         response = connection.getresponse()
         answer = response.read()
         busy += time.monotonic() - started
+        cpu += time.process_time() - started_cpu
         if response.status != 200 or orjson.loads(answer).get("errors"):
             raise SystemExit(f"bulk failed: {response.status} {answer[:300]!r}")
-        sent += count
+        sent, size = sent + count, size + len(body)
     connection.close()
-    return sent / busy
+    return {"docs_per_second": sent / busy, "cpu_seconds_per_million": cpu / sent * 1e6, "bytes_per_doc": size / sent}
+
+
+def send_floor(made: list, work: Path, lines: int, number: int) -> dict[str, float]:
+    """One round against the fake endpoint: the shipper's documents sent, the baseline's sent, the baseline loop."""
+    found: dict[str, float] = {}
+    order = ["shipper", "baseline_send", "baseline"]
+    for who in order[number % 3:] + order[:number % 3]:
+        fake, hosts, delays = fake_endpoint(work, f"{who}-{number}")
+        try:
+            if who == "baseline":
+                found["baseline_cpu_seconds_per_million"] = run_baseline(hosts, "bench", made)["cpu"] / lines * 1e6
+            else:
+                requests = rendered_requests(made, "floor") if who == "shipper" else baseline_requests(made)
+                for key, value in ceiling(hosts, "/bench/_bulk", requests).items():
+                    found[f"{who}_{key}"] = value
+        finally:
+            stop_fake(fake, delays)
+    found["shipper_send_cpu_ratio_to_baseline"] = (found["shipper_cpu_seconds_per_million"]
+                                                   / found["baseline_cpu_seconds_per_million"])
+    return found
 
 
 def main() -> None:
@@ -86,10 +128,13 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--containers", type=int, default=4)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--target", choices=["es", "fake"], default="es",
+                        help="es: the server's ceiling (es_ceiling); fake: what sending alone costs (send_floor)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args()
     hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
-    run_setup(Elasticsearch(hosts))  # the index templates, as the shipper would install them
+    if args.target == "es":
+        run_setup(Elasticsearch(hosts))  # the index templates, as the shipper would install them
     client = docker.from_env()
     label = uuid.uuid4().hex[:8]
     work = Path(tempfile.mkdtemp(prefix="shipper-bench-ceiling-"))
@@ -97,13 +142,19 @@ def main() -> None:
     rounds = []
     try:
         for number in range(args.runs):
+            if args.target == "fake":
+                rounds.append({k: round(v, 3) for k, v in send_floor(made, work, args.lines, number).items()})
+                print(f"[send floor] round {number}: {rounds[-1]}", flush=True)
+                continue
             found = {}
             namespaces = {who: f"ceil{label}{number}{who[0]}" for who in ("ceiling", "shipper")}
             baseline_index = f"bench-baseline-{label}-{number}"
             order = ["ceiling", "shipper", "baseline"]
             for who in order[number % 3:] + order[:number % 3]:
                 if who == "ceiling":
-                    found["ceiling_docs_per_second"] = ceiling(hosts, made, namespaces["ceiling"])
+                    path = f"/{events_stream(namespaces['ceiling'])}/_bulk"
+                    requests = rendered_requests(made, namespaces["ceiling"])
+                    found["ceiling_docs_per_second"] = ceiling(hosts, path, requests)["docs_per_second"]
                 elif who == "baseline":
                     found["baseline_docs_per_second"] = args.lines / run_baseline(hosts, baseline_index, made)["seconds"]
                 else:
@@ -122,7 +173,8 @@ def main() -> None:
             container.remove(force=True)
     result = {key: round(statistics.median(r[key] for r in rounds), 3) for key in rounds[0]}
     result.update(lines=args.lines, containers=args.containers, rounds=rounds)
-    print(json.dumps(result, indent=2)) if args.no_report else print(save("es_ceiling", result))
+    key = "es_ceiling" if args.target == "es" else "send_floor"
+    print(json.dumps(result, indent=2)) if args.no_report else print(save(key, result))
 
 
 if __name__ == "__main__":
