@@ -135,7 +135,7 @@ def test_kept_open_signature_reads_snmp_only_when_sockets_or_interfaces_moved(tm
         files.close()
 
 
-def test_a_connection_come_and_gone_between_two_reads_changes_the_signature(tmp_path):
+def test_a_connection_come_and_gone_between_two_reads_changes_the_signature():
     """In a fresh network namespace of its own (root): a connection opened, accepted and closed between two
     reads leaves as many sockets in use as before; its packets through loopback make snmp be read."""
     import os
@@ -147,12 +147,11 @@ def test_a_connection_come_and_gone_between_two_reads_changes_the_signature(tmp_
     if os.geteuid() != 0:
         pytest.skip("a network namespace of its own needs root")
     child = """
-import socket, sys
+import os, socket, subprocess
 from shipper.sources.procfs import NetnsFiles
-import subprocess
 subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen()
-files = NetnsFiles(__import__("os").getpid())
+files = NetnsFiles(os.getpid())
 before = files.tcp_signature()
 client = socket.create_connection(listener.getsockname()); served, _ = listener.accept()
 served.close(); client.close()
