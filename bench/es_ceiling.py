@@ -34,6 +34,7 @@ from pathlib import Path
 
 import docker
 import orjson
+from baseline_loop import ACTION as BASELINE_ACTION
 from bench_shipping import Shipper, delete_es, fake_endpoint, run_baseline, save, stop_fake, write_backlog
 from elasticsearch import Elasticsearch
 
@@ -46,7 +47,6 @@ from shipper.sources.docker_logs import template_event
 from shipper.sources.fastpath import JsonFileDocuments
 
 BATCH = 2000
-BASELINE_ACTION = b'{"create":{}}\n'
 
 
 def rendered_requests(made: list, namespace: str):
@@ -81,7 +81,8 @@ def baseline_requests(made: list):
                        "container": {"id": container.id}}
                 lines.append(BASELINE_ACTION + orjson.dumps(doc) + b"\n")
         for start in range(0, len(lines), BATCH):
-            yield len(lines[start:start + BATCH]), b"".join(lines[start:start + BATCH])
+            batch = lines[start:start + BATCH]
+            yield len(batch), b"".join(batch)
 
 
 def ceiling(hosts: str, path: str, requests) -> dict[str, float]:

@@ -269,13 +269,18 @@ def _tcp_counters(texts: list[bytes | None]) -> str | None:
     sockstat, sockstat6, snmp = texts
     if sockstat is None or sockstat6 is None or snmp is None:
         return None
-    parts = [_line_starting(sockstat, b"TCP:").split()[:3], _line_starting(sockstat6, b"TCP6:").split()[:3]]
+    parts = _sockets_in_use(sockstat, sockstat6)
     header = _line_index(snmp, b"Tcp:")  # names, then values
     values = _line_index(snmp, b"Tcp:", header + 1) if header >= 0 else -1
     if values >= 0:
         mib = dict(zip(_rest_of_line(snmp, header).split(), _rest_of_line(snmp, values).split()))
         parts.append([mib.get(b"ActiveOpens", b""), mib.get(b"PassiveOpens", b""), mib.get(b"CurrEstab", b"")])
     return b"|".join(b" ".join(part) for part in parts).decode()
+
+
+def _sockets_in_use(sockstat: bytes, sockstat6: bytes) -> list[list[bytes]]:
+    """The namespace's TCP and TCP6 sockets in use, as sockstat and sockstat6 say them."""
+    return [_line_starting(sockstat, b"TCP:").split()[:3], _line_starting(sockstat6, b"TCP6:").split()[:3]]
 
 
 def _line_starting(text: bytes, prefix: bytes) -> bytes:
@@ -328,6 +333,7 @@ class NetnsFiles:
     reads them for every container twice a second). The open files keep the namespace alive: close()."""
 
     NAMES = (*SIGNATURE_FILES, "packet", "dev")
+    SOCKSTAT, SOCKSTAT6, SNMP, PACKET, DEV = range(len(NAMES))
 
     def __init__(self, pid: int, proc_root: str = "/proc"):
         self._fds: list[int] = []
@@ -347,17 +353,16 @@ class NetnsFiles:
         """As tcp_signature(), with snmp (12 of its 19 µs, the kernel formats every MIB) read only when the
         sockets in use or the interfaces' counters moved: no connection is opened or accepted without a
         packet through one of the namespace's interfaces, loopback included."""
-        sockstat, sockstat6, snmp, _, dev = range(len(self.NAMES))
-        v4, v6 = self._pread(sockstat), self._pread(sockstat6)
+        v4, v6 = self._pread(self.SOCKSTAT), self._pread(self.SOCKSTAT6)
         if v4 is None or v6 is None:
             return None
-        quick = (_line_starting(v4, b"TCP:").split()[:3], _line_starting(v6, b"TCP6:"), self._pread(dev))
-        if quick[2] is None or quick != self._quick:
-            self._quick, self._signature = quick, _tcp_counters([v4, v6, self._pread(snmp)])
+        quick = (_sockets_in_use(v4, v6), self._pread(self.DEV))
+        if quick[1] is None or quick != self._quick:
+            self._quick, self._signature = quick, _tcp_counters([v4, v6, self._pread(self.SNMP)])
         return self._signature
 
     def packet_socket_inodes(self) -> set[int]:
-        return _packet_inodes(self._pread(len(SIGNATURE_FILES)))
+        return _packet_inodes(self._pread(self.PACKET))
 
     def _pread(self, index: int) -> bytes | None:
         if not self.usable:
