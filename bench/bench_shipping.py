@@ -228,20 +228,54 @@ class Shipper:
 # ------------------------------------------------------------------ the yardstick
 
 
-def run_baseline(hosts: str, index: str, made: list) -> dict:
-    """bench/baseline_loop.py over the same files and endpoint: wall time, its own CPU and peak RSS."""
+def run_baseline(hosts: str, index: str, made: list, shape: Path | None = None) -> dict:
+    """bench/baseline_loop.py over the same files and endpoint: wall time, its own CPU and peak RSS.
+    With `shape` (write_shapes), the loop sends documents of the shipper's shape."""
     files = []
     for container in made:
         container.reload()
         files.append(f"{container.id}={container.attrs['LogPath']}")
+    shaped = ["--shape", str(shape)] if shape else []
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_loop.py"), hosts, index, *files])
+    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_loop.py"), *shaped, hosts, index,
+                                *files])
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"baseline loop failed ({process.returncode})")
     return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def write_shapes(made: list, path: Path) -> Path:
+    """For baseline_loop.py --shape: each container's document as the shipper renders it (its first line),
+    but `@timestamp` and `message`."""
+    # imported here: the fake endpoint's process runs this file too and needs none of it
+    from shipper.containers import ContainerMeta
+    from shipper.detect.engine import RulesEngine
+    from shipper.document import DocumentWriter
+    from shipper.sources.docker_logs import template_event
+    from shipper.sources.fastpath import JsonFileDocuments
+
+    for container in made:
+        container.reload()
+    metas = {container.id: ContainerMeta.from_inspect(container.attrs) for container in made}
+    engine = RulesEngine.from_paths([], metas.get)
+    documents = JsonFileDocuments(DocumentWriter("shaped", metas.get), metas.get, lambda: engine.log_prefilter,
+                                  template_event)
+    shapes = {}
+    for container in made:
+        log_path = container.attrs["LogPath"]
+        with open(log_path, "rb") as handle:
+            first = handle.readline()
+        renderer = documents.for_container(container.id, log_path)
+        renderer.consume(first, 0, 1 << 20, lambda offset, raw: None, lambda: False)
+        (body,) = renderer.take()[1]
+        shape = json.loads(body)
+        del shape["@timestamp"], shape["message"]
+        shapes[container.id] = shape
+    path.write_text(json.dumps(shapes))
+    return path
 
 
 def fake_endpoint(work: Path, name: str) -> tuple[subprocess.Popen, str, Path]:
@@ -271,8 +305,9 @@ def delete_es(hosts: str, names: list[str]) -> None:
 
 
 def run_target(client, target: str, lines: int, containers: int, live_rate: int, live_seconds: int,
-               runs: int, driver: str = "json-file") -> dict:
-    """`runs` rounds of (shipper, baseline) on the same backlog, alternating which goes first."""
+               runs: int, driver: str = "json-file", shaped: bool = False) -> dict:
+    """`runs` rounds of (shipper, baseline) on the same backlog, alternating which goes first;
+    with `shaped`, (shipper, baseline, the baseline sending the shipper's documents) in turn."""
     work = Path(tempfile.mkdtemp(prefix=f"shipper-bench-{target}-"))
     label = uuid.uuid4().hex[:8]
     made = []
@@ -280,7 +315,9 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
     rounds = []
     try:
         print(f"[{target}] writing {lines} {driver} lines from {containers} containers ...", flush=True)
-        made += write_backlog(client, label, lines, containers, driver)
+        backlog = write_backlog(client, label, lines, containers, driver)
+        made += backlog  # and each round's live containers: removed at the end, never read by the baselines
+        shape = write_shapes(backlog, work / "shapes.json") if shaped and driver == "json-file" else None
         for number in range(runs):
             if target == "fake":
                 fake, hosts, delays_path = fake_endpoint(work, f"backlog-{number}")
@@ -288,13 +325,15 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
                 hosts = os.environ.get("ES_URL", "http://127.0.0.1:9200")
             namespace, baseline_index = f"bench{label}{number}", f"bench-baseline-{label}-{number}"
             measured = {}
-            order = ("shipper", "baseline") if number % 2 == 0 else ("baseline", "shipper")
+            order = ["shipper", "baseline", "shaped"] if shape else ["shipper", "baseline"]
+            order = order[number % len(order):] + order[:number % len(order)]
             for who in order if driver == "json-file" else ("shipper",):
-                if who == "baseline":
-                    base = run_baseline(hosts, baseline_index, made)
-                    measured.update(baseline_docs_per_second=lines / base["seconds"],
-                                    baseline_cpu_seconds_per_million=base["cpu"] / lines * 1e6,
-                                    baseline_peak_rss_mb=base["rss_mb"])
+                if who in ("baseline", "shaped"):
+                    base = run_baseline(hosts, baseline_index, backlog, shape if who == "shaped" else None)
+                    prefix = "baseline" if who == "baseline" else "shaped_baseline"
+                    measured.update({f"{prefix}_docs_per_second": lines / base["seconds"],
+                                     f"{prefix}_cpu_seconds_per_million": base["cpu"] / lines * 1e6,
+                                     f"{prefix}_peak_rss_mb": base["rss_mb"]})
                     continue
                 state = work / f"state-{number}"
                 shipper = Shipper(hosts, label, state, namespace)
@@ -314,6 +353,11 @@ def run_target(client, target: str, lines: int, containers: int, live_rate: int,
                 measured["cpu_ratio_to_baseline"] = (measured["cpu_seconds_per_million"]
                                                      / measured["baseline_cpu_seconds_per_million"])
                 measured["docs_ratio_to_baseline"] = measured["docs_per_second"] / measured["baseline_docs_per_second"]
+            if "shaped_baseline_docs_per_second" in measured:
+                measured["cpu_ratio_to_shaped_baseline"] = (measured["cpu_seconds_per_million"]
+                                                            / measured["shaped_baseline_cpu_seconds_per_million"])
+                measured["docs_ratio_to_shaped_baseline"] = (measured["docs_per_second"]
+                                                             / measured["shaped_baseline_docs_per_second"])
             if target == "fake" and live_rate:
                 measured["live_p99_ms"], measured["live_p50_ms"] = run_live(client, work, label, number, live_rate,
                                                                             live_seconds, containers, made, driver)
@@ -473,19 +517,39 @@ def write_section(marker: str, text: str) -> None:
     print(text)
 
 
+def merged_results(results: list[dict]) -> list[dict]:
+    """The recorded results with these in place of those of the same target and driver (each dated)."""
+    path = ROOT / "bench" / "results" / "shipping.json"
+    payload = json.loads(path.read_text()) if path.exists() else {}
+    before = payload.get("dates", {}).get("results", "")[:10]  # results recorded before entries were dated
+    today = datetime.now(UTC).date().isoformat()
+    fresh = {(r["target"], r.get("driver", "json-file")): {**r, "measured": today} for r in results}
+    kept = [{"measured": before, **r} for r in payload.get("results", [])
+            if (r["target"], r.get("driver", "json-file")) not in fresh]
+    return sorted(kept + list(fresh.values()), key=lambda r: (r["target"] != "fake", r.get("driver", "json-file")))
+
+
 def write_report(results: list[dict]) -> None:
+    results = merged_results(results)
     header = save("results", results)
-    rows = ["| target | log driver | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) "
+    rows = ["| target | log driver | measured | lines | containers | docs/s (baseline) | CPU-s per 1M docs (baseline) "
             "| CPU ratio | docs/s ratio | peak RSS MB | live p50 / p99 |",
-            "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in results:
         live = f"{r['live_p50_ms']:.0f} / {r['live_p99_ms']:.0f} ms" if "live_p99_ms" in r else "n/a"
         base_docs = f" ({r['baseline_docs_per_second']:,.0f})" if "baseline_docs_per_second" in r else ""
         base_cpu = f" ({r['baseline_cpu_seconds_per_million']})" if "baseline_cpu_seconds_per_million" in r else ""
-        rows.append(f"| {r['target']} | {r.get('driver', 'json-file')} | {r['lines']:,} | {r['containers']} | "
+        rows.append(f"| {r['target']} | {r.get('driver', 'json-file')} | {r['measured']} | "
+                    f"{r['lines']:,} | {r['containers']} | "
                     f"{r['docs_per_second']:,.0f}{base_docs} | {r['cpu_seconds_per_million']}{base_cpu} | "
                     f"{r.get('cpu_ratio_to_baseline', 'n/a')} | {r.get('docs_ratio_to_baseline', 'n/a')} | "
                     f"{r['peak_rss_mb']} | {live} |")
+    for r in results:
+        if "cpu_ratio_to_shaped_baseline" in r:
+            rows.append(f"\nAgainst the baseline loop sending documents of the shipper's shape (`--shaped`, "
+                        f"{r['target']}): it used {r['shaped_baseline_cpu_seconds_per_million']} CPU-s per 1M docs "
+                        f"at {r['shaped_baseline_docs_per_second']:,.0f} docs/s; CPU ratio "
+                        f"{r['cpu_ratio_to_shaped_baseline']}, docs/s ratio {r['docs_ratio_to_shaped_baseline']}.")
     write_section("shipping", f"{header} Medians of {results[0]['runs']} alternating rounds of the shipper and "
                               f"`bench/baseline_loop.py` on the same files and endpoint.\n\n" + "\n".join(rows))
 
@@ -526,6 +590,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="alternating rounds of shipper and baseline")
     parser.add_argument("--driver", choices=["json-file", "local", "both"], default="json-file",
                         help="the containers' log driver (the baseline runs beside json-file only)")
+    parser.add_argument("--shaped", action="store_true",
+                        help="also run the baseline loop sending documents of the shipper's shape (json-file)")
     parser.add_argument("--no-report", action="store_true", help="print, do not write results or docs")
     parser.add_argument("--scale", type=int, nargs="*", help="instead: one round (no live phase) per container count")
     parser.add_argument("--idle", type=int, nargs="*", help="instead: idle containers, all sources on")
@@ -550,8 +616,8 @@ def main() -> None:
         return
     targets = ["fake", "es"] if args.target == "both" else [args.target]
     drivers = ["json-file", "local"] if args.driver == "both" else [args.driver]
-    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs, d)
-               for t in targets for d in drivers]
+    results = [run_target(client, t, args.lines, args.containers, args.live_rate, args.live_seconds, args.runs, d,
+                          args.shaped) for t in targets for d in drivers]
     if args.no_report:
         print(json.dumps(results, indent=2))
     else:
