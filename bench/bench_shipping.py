@@ -238,13 +238,15 @@ def run_baseline(hosts: str, index: str, made: list, shape: Path | None = None) 
     shaped = ["--shape", str(shape)] if shape else []
     started = time.monotonic()
     process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_loop.py"), *shaped, hosts, index,
-                                *files])
+                                *files], stdout=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise RuntimeError(f"baseline loop failed ({process.returncode})")
-    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024}
+    assert process.stdout is not None
+    peak_kib = int(process.stdout.read().split()[1])  # "VmHWM: <kB> kB"
+    return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak_kib / 1024}
 
 
 def write_shapes(made: list, path: Path) -> Path:
