@@ -249,9 +249,9 @@ def run_baseline(hosts: str, index: str, made: list, shape: Path | None = None) 
     return {"seconds": elapsed, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": peak_kib / 1024}
 
 
-def write_shapes(made: list, path: Path) -> Path:
-    """For baseline_loop.py --shape: each container's document as the shipper renders it (its first line),
-    but `@timestamp` and `message`."""
+def shipper_documents(made: list, namespace: str):
+    """The shipper's renderer of these containers' log lines (JsonFileDocuments), with the built-in rules'
+    prefilter, as `shipper run` makes it."""
     # imported here: the fake endpoint's process runs this file too and needs none of it
     from shipper.containers import ContainerMeta
     from shipper.detect.engine import RulesEngine
@@ -263,8 +263,14 @@ def write_shapes(made: list, path: Path) -> Path:
         container.reload()
     metas = {container.id: ContainerMeta.from_inspect(container.attrs) for container in made}
     engine = RulesEngine.from_paths([], metas.get)
-    documents = JsonFileDocuments(DocumentWriter("shaped", metas.get), metas.get, lambda: engine.log_prefilter,
-                                  template_event)
+    return JsonFileDocuments(DocumentWriter(namespace, metas.get), metas.get, lambda: engine.log_prefilter,
+                             template_event)
+
+
+def write_shapes(made: list, path: Path) -> Path:
+    """For baseline_loop.py --shape: each container's document as the shipper renders it (its first line),
+    but `@timestamp` and `message`."""
+    documents = shipper_documents(made, "shaped")
     shapes = {}
     for container in made:
         log_path = container.attrs["LogPath"]

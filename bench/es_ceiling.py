@@ -35,28 +35,19 @@ from pathlib import Path
 import docker
 import orjson
 from baseline_loop import ACTION as BASELINE_ACTION
-from bench_shipping import Shipper, delete_es, fake_endpoint, run_baseline, save, stop_fake, write_backlog
+from bench_shipping import Shipper, delete_es, fake_endpoint, run_baseline, save, shipper_documents, stop_fake, write_backlog
 from elasticsearch import Elasticsearch
 
-from shipper.containers import ContainerMeta
-from shipper.detect.engine import RulesEngine
-from shipper.document import DocumentWriter, events_stream
+from shipper.document import events_stream
 from shipper.es_setup import run_setup
 from shipper.sinks.elasticsearch import bulk_body
-from shipper.sources.docker_logs import template_event
-from shipper.sources.fastpath import JsonFileDocuments
 
 BATCH = 2000
 
 
 def rendered_requests(made: list, namespace: str):
     """Bulk bodies of every line of the containers' json-files, as the shipper renders them."""
-    for container in made:
-        container.reload()
-    metas = {container.id: ContainerMeta.from_inspect(container.attrs) for container in made}
-    engine = RulesEngine.from_paths([], metas.get)  # the built-in rules, as `shipper run` loads them
-    documents = JsonFileDocuments(DocumentWriter(namespace, metas.get), metas.get, lambda: engine.log_prefilter,
-                                  template_event)
+    documents = shipper_documents(made, namespace)
     for container in made:
         path = container.attrs["LogPath"]
         renderer = documents.for_container(container.id, path)
