@@ -147,6 +147,15 @@ class ContainerCache:
             self._gone.discard(container_id)
         return meta
 
+    def refresh_not_started(self, running: list[str]) -> None:
+        """Inspect again those of these running containers whose metadata is from before they started: a
+        burst of engine events is handled in turn, so a container can be listed as running while its
+        `start` is still queued and the cache holds what its `create` said (no start time, not running)."""
+        for container_id in running:
+            meta = self._by_id.get(container_id)
+            if meta is not None and not (meta.attrs.get("State") or {}).get("Running"):
+                self.refresh(container_id)
+
     def on_engine_event(self, event: dict[str, Any]) -> None:
         """Forget or re-inspect after a change. The docker_logs and docker_events sources each read the
         engine's events and both pass them here: an event already handled is not inspected again."""
@@ -259,10 +268,13 @@ class Watched:
         with self._lock:
             at, changes, ids = self._listed
             max_age = self.resync if self.cache.hears_changes else self.max_age
-            if time.monotonic() - at > max_age or changes != self.cache.running_changes:
+            listed = time.monotonic() - at > max_age or changes != self.cache.running_changes
+            if listed:
                 changes = self.cache.running_changes  # read before listing: a change during it lists again
                 ids = [c["Id"] for c in self.client.api.containers(filters={"status": "running"})]
                 self._listed = (time.monotonic(), changes, ids)
+        if listed:
+            self.cache.refresh_not_started(ids)
         if self._everything:
             return list(ids)
         return [i for i in ids if (meta := self.cache.get(i)) is not None and self.selector.wants(meta)]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from shipper.containers import ContainerCache
+from shipper.containers import ContainerCache, Watched
 
 CONTAINER = "c" * 64
 
@@ -43,3 +43,37 @@ def test_each_new_event_is_inspected_again():
     cache.on_engine_event(engine_event("rename", 2))
     cache.on_engine_event(engine_event("start", 3))  # a restart: same action, a later event
     assert engine.inspects == 3
+
+
+class StartingEngine(CountingEngine):
+    """A container created, then started: inspect answers as the engine would at each moment."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = False
+
+    def inspect_container(self, container_id: str) -> dict:
+        attrs = super().inspect_container(container_id)
+        attrs["State"] = ({"Running": True, "StartedAt": "2026-12-07T20:12:40.1Z"} if self.started
+                          else {"Running": False, "StartedAt": "0001-01-01T00:00:00Z"})
+        return attrs
+
+    def containers(self, filters: dict) -> list[dict]:
+        return [{"Id": CONTAINER}] if self.started else []
+
+
+def test_a_container_listed_as_running_before_its_start_event_is_handled_is_inspected_again():
+    """What the files source and the processes source read its start time from (writes in the first seconds
+    are an entrypoint's) must not be what `create` said: year 1 made every early write look late."""
+    engine = StartingEngine()
+    cache = ContainerCache(engine)
+    watched = Watched(engine, cache)
+    cache.on_engine_event(engine_event("create", 1))
+    assert cache.get(CONTAINER).attrs["State"]["Running"] is False
+    engine.started = True  # its `start` event still queued behind others
+    assert watched.running() == [CONTAINER]
+    assert cache.get(CONTAINER).attrs["State"]["StartedAt"].startswith("2026-12-07")
+    inspects = engine.inspects
+    watched.running()
+    cache.refresh_not_started([CONTAINER])
+    assert engine.inspects == inspects  # a running container's metadata is not asked for again
